@@ -1,0 +1,131 @@
+package pce
+
+import (
+	"bytes"
+	"encoding/json"
+	"net/url"
+	"strings"
+	"testing"
+	"unicode/utf8"
+)
+
+func FuzzMatch(f *testing.F) {
+	f.Add("/uapi/extensions/@me/0003*210/phoneCallEvents/0/MyPhoneCallEvent")
+	f.Add("/uapi/extensions/%40me/0003%2A210/phoneCallEvents/0/x/")
+	rt := testRouter(f)
+	f.Fuzz(func(t *testing.T, path string) {
+		r, on, err := rt.Match(path)
+		if !on {
+			if err != nil || r != (Route{}) {
+				t.Fatalf("off route with %v %+v", err, r)
+			}
+			return
+		}
+		if err != nil {
+			if r != (Route{}) {
+				t.Fatalf("error %v with route %+v", err, r)
+			}
+			return
+		}
+		if !validUserID(r.UserID) || !validExtension(r.Extension) || !rt.validType(r.EventType) || !rt.validID(r.EventID) {
+			t.Fatalf("accepted invalid route %+v from %q", r, path)
+		}
+		cp := rt.CanonicalPath(r)
+		r2, on2, err2 := rt.Match(cp)
+		if !on2 || err2 != nil || r2 != r {
+			t.Fatalf("canonical path %q of %q re-matches as %+v %v %v", cp, path, r2, on2, err2)
+		}
+	})
+}
+
+func FuzzAppendNormalized(f *testing.F) {
+	f.Add([]byte(pagePayload), false)
+	f.Add([]byte(pageFullPayload), true)
+	allowed := map[string]bool{"type": true, "id": true, "method": true, "note": true, "url": true, "status": true}
+	f.Fuzz(func(t *testing.T, body []byte, allowPrivate bool) {
+		rules := PayloadRules{AllowPrivateURLs: allowPrivate}
+		out, err := AppendNormalized(nil, body, pageRoute, rules)
+		if err != nil {
+			if out != nil {
+				t.Fatalf("output %q with error %v", out, err)
+			}
+			return
+		}
+		var in map[string]any
+		if e := json.Unmarshal(bytes.TrimPrefix(body, []byte("\xef\xbb\xbf")), &in); e != nil {
+			t.Fatalf("accepted %q which encoding/json rejects: %v", body, e)
+		}
+		if !json.Valid(out) || !utf8.Valid(out) {
+			t.Fatalf("invalid output %q from %q", out, body)
+		}
+		var m map[string]any
+		if e := json.Unmarshal(out, &m); e != nil {
+			t.Fatal(e)
+		}
+		for k, v := range m {
+			if !allowed[k] {
+				t.Fatalf("output key %q in %q", k, out)
+			}
+			if _, ok := v.(string); !ok {
+				t.Fatalf("output value of %q is %T in %q", k, v, out)
+			}
+		}
+		again, err := AppendNormalized(nil, out, pageRoute, rules)
+		if err != nil || !bytes.Equal(again, out) {
+			t.Fatalf("re-normalizing %q gives %q, %v", out, again, err)
+		}
+	})
+}
+
+func FuzzExtractToken(f *testing.F) {
+	f.Add("Bearer abc", "", 1, 0)
+	f.Add("Basic x", "Bearer abc", 1, 1)
+	f.Fuzz(func(t *testing.T, header, query string, nh, nq int) {
+		var auth, q []string
+		for i := 0; i < nh&3; i++ {
+			auth = append(auth, header)
+		}
+		for i := 0; i < nq&3; i++ {
+			q = append(q, query)
+		}
+		tok, fromQuery, given, ok := ExtractToken(auth, q)
+		if ok {
+			if !given || !isB64Token(tok) {
+				t.Fatalf("ok with token %q given=%v", tok, given)
+			}
+			if fromQuery && len(auth) == 1 {
+				// fromQuery only for a query token without a Bearer header.
+				if _, hGiven, _ := headerToken(header); hGiven {
+					t.Fatalf("fromQuery with a Bearer header %q", header)
+				}
+			}
+			if len(auth) > 1 || len(q) > 1 {
+				t.Fatalf("ok with %d headers and %d parameters", len(auth), len(q))
+			}
+		} else if tok != "" || fromQuery {
+			t.Fatalf("not ok but token %q fromQuery %v", tok, fromQuery)
+		}
+		if len(q) > 0 && !given {
+			t.Fatal("query parameter present but not given")
+		}
+	})
+}
+
+func FuzzCheckWebhookURL(f *testing.F) {
+	for _, s := range []string{"http://myevent.com/x", "http://0x7f.1/", "http://[::ffff:127.0.0.1]/", "https://u@8.8.8.8:443/?q#f"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		strict := CheckWebhookURL(s, false)
+		lax := CheckWebhookURL(s, true)
+		if strict && !lax {
+			t.Fatalf("%q accepted only when private URLs are not allowed", s)
+		}
+		if lax {
+			u, err := url.Parse(s)
+			if err != nil || (u.Scheme != "http" && u.Scheme != "https" && !strings.EqualFold(u.Scheme, "http") && !strings.EqualFold(u.Scheme, "https")) || u.Hostname() == "" {
+				t.Fatalf("%q accepted: %v", s, err)
+			}
+		}
+	})
+}

@@ -1,0 +1,264 @@
+package pce
+
+import (
+	"net/netip"
+	"net/url"
+	"strings"
+	"unicode"
+	"unicode/utf8"
+)
+
+// CheckWebhookURL reports whether s (a decoded string) is an acceptable
+// webhook URL: absolute, scheme http or https (any case), a non-empty host,
+// no whitespace, control characters or backslashes, and parseable by
+// net/url. The host must be a DNS name in ASCII (letters, digits, '-', '_'
+// and '.', one trailing dot allowed) or an IP literal; a host that ends in a
+// number must be a valid IPv4 address in any form inet_aton accepts
+// (2130706433, 0x7f.1, 0177.0.0.1, 127.1).
+//
+// Unless allowPrivate, the host must not be a loopback, private (RFC 1918,
+// fc00::/7), link-local, unspecified, CGNAT, multicast or otherwise reserved
+// address (also IPv4-mapped or -embedded IPv6, with or without a zone), nor
+// localhost or a name under .localhost.
+func CheckWebhookURL(s string, allowPrivate bool) bool {
+	if s == "" {
+		return false
+	}
+	for i := 0; i < len(s); {
+		c := s[i]
+		if c < utf8.RuneSelf {
+			if c <= ' ' || c == 0x7f || c == '\\' {
+				return false
+			}
+			i++
+			continue
+		}
+		r, size := utf8.DecodeRuneInString(s[i:])
+		if r == utf8.RuneError || unicode.IsSpace(r) || unicode.IsControl(r) ||
+			unicode.Is(unicode.Cf, r) {
+			return false
+		}
+		i += size
+	}
+	// The scheme must be followed by "//": an absolute URL with an authority.
+	colon := strings.IndexByte(s, ':')
+	if colon < 0 {
+		return false
+	}
+	scheme := s[:colon]
+	if !strings.EqualFold(scheme, "http") && !strings.EqualFold(scheme, "https") {
+		return false
+	}
+	if !strings.HasPrefix(s[colon+1:], "//") {
+		return false
+	}
+	u, err := url.Parse(s)
+	if err != nil || u.Opaque != "" || u.Host == "" {
+		return false
+	}
+	// One '@' at most in the authority: parsers disagree on which one ends
+	// the userinfo.
+	if u.User != nil && strings.Contains(u.User.String(), "@") {
+		return false
+	}
+	authority := s[colon+3:]
+	if i := strings.IndexAny(authority, "/?#"); i >= 0 {
+		authority = authority[:i]
+	}
+	if strings.Count(authority, "@") > 1 {
+		return false
+	}
+	return checkHost(u.Host, allowPrivate)
+}
+
+// checkHost checks the host[:port] of a parsed URL.
+func checkHost(hostport string, allowPrivate bool) bool {
+	if strings.HasPrefix(hostport, "[") {
+		end := strings.IndexByte(hostport, ']')
+		if end < 0 {
+			return false
+		}
+		lit := hostport[1:end]
+		if zone := strings.IndexByte(lit, '%'); zone >= 0 {
+			lit = lit[:zone] // the zone is irrelevant to what the address is
+		}
+		addr, err := netip.ParseAddr(lit)
+		if err != nil || !addr.Is6() {
+			return false
+		}
+		return allowPrivate || publicAddr(addr)
+	}
+	host := hostport
+	if i := strings.LastIndexByte(host, ':'); i >= 0 {
+		host = host[:i]
+	}
+	host = strings.TrimSuffix(host, ".")
+	if host == "" || len(host) > 253 {
+		return false
+	}
+	lastLabel := host
+	for _, label := range strings.Split(host, ".") {
+		if label == "" || len(label) > 63 {
+			return false
+		}
+		for i := 0; i < len(label); i++ {
+			c := label[i]
+			if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '_') {
+				return false
+			}
+		}
+		lastLabel = label
+	}
+	if endsInNumber(lastLabel) {
+		addr, ok := parseInetAton(host)
+		if !ok {
+			return false
+		}
+		return allowPrivate || publicAddr(addr)
+	}
+	if allowPrivate {
+		return true
+	}
+	lower := strings.ToLower(host)
+	switch lower {
+	case "localhost", "ip6-localhost", "ip6-loopback":
+		return false
+	}
+	return !strings.HasSuffix(lower, ".localhost")
+}
+
+// endsInNumber reports whether a host label is numeric in the WHATWG sense
+// (decimal digits, or 0x followed by hex digits): such a host is an IPv4
+// address or invalid.
+func endsInNumber(label string) bool {
+	if isDigits(label) {
+		return true
+	}
+	if len(label) >= 2 && label[0] == '0' && (label[1] == 'x' || label[1] == 'X') {
+		for i := 2; i < len(label); i++ {
+			if _, ok := unhex(label[i]); !ok {
+				return false
+			}
+		}
+		return true
+	}
+	return false
+}
+
+// parseInetAton parses the IPv4 forms inet_aton accepts: 1 to 4 parts,
+// each decimal, octal (leading 0) or hex (0x), the last part filling the
+// remaining bytes.
+func parseInetAton(s string) (netip.Addr, bool) {
+	parts := strings.Split(s, ".")
+	if len(parts) > 4 {
+		return netip.Addr{}, false
+	}
+	var vals [4]uint64
+	for i, p := range parts {
+		v, ok := parseAtonPart(p)
+		if !ok {
+			return netip.Addr{}, false
+		}
+		vals[i] = v
+	}
+	n := len(parts)
+	var ip uint64
+	for i := 0; i < n-1; i++ {
+		if vals[i] > 0xff {
+			return netip.Addr{}, false
+		}
+		ip |= vals[i] << (8 * (3 - i))
+	}
+	last := vals[n-1]
+	if last >= 1<<(8*(5-n)) {
+		return netip.Addr{}, false
+	}
+	ip |= last
+	return netip.AddrFrom4([4]byte{byte(ip >> 24), byte(ip >> 16), byte(ip >> 8), byte(ip)}), true
+}
+
+func parseAtonPart(p string) (uint64, bool) {
+	if p == "" {
+		return 0, false
+	}
+	base, digits := uint64(10), p
+	switch {
+	case len(p) >= 2 && p[0] == '0' && (p[1] == 'x' || p[1] == 'X'):
+		base, digits = 16, p[2:]
+		if digits == "" { // "0x" is 0 for browsers
+			return 0, true
+		}
+	case len(p) >= 2 && p[0] == '0':
+		base, digits = 8, p[1:]
+	}
+	var v uint64
+	for i := 0; i < len(digits); i++ {
+		d, ok := unhex(digits[i])
+		if !ok || uint64(d) >= base {
+			return 0, false
+		}
+		v = v*base + uint64(d)
+		if v > 0xffffffff {
+			return 0, false
+		}
+	}
+	return v, true
+}
+
+var blockedPrefixes = []netip.Prefix{
+	netip.MustParsePrefix("0.0.0.0/8"),      // "this network", unspecified
+	netip.MustParsePrefix("10.0.0.0/8"),     // RFC 1918
+	netip.MustParsePrefix("100.64.0.0/10"),  // CGNAT
+	netip.MustParsePrefix("127.0.0.0/8"),    // loopback
+	netip.MustParsePrefix("169.254.0.0/16"), // link-local
+	netip.MustParsePrefix("172.16.0.0/12"),  // RFC 1918
+	netip.MustParsePrefix("192.0.0.0/24"),   // IETF protocol assignments
+	netip.MustParsePrefix("192.168.0.0/16"), // RFC 1918
+	netip.MustParsePrefix("198.18.0.0/15"),  // benchmarking
+	netip.MustParsePrefix("224.0.0.0/4"),    // multicast
+	netip.MustParsePrefix("240.0.0.0/4"),    // reserved, broadcast
+	netip.MustParsePrefix("::/128"),         // unspecified
+	netip.MustParsePrefix("::1/128"),        // loopback
+	netip.MustParsePrefix("fc00::/7"),       // unique local
+	netip.MustParsePrefix("fe80::/10"),      // link-local
+	netip.MustParsePrefix("fec0::/10"),      // site-local (deprecated)
+	netip.MustParsePrefix("ff00::/8"),       // multicast
+	netip.MustParsePrefix("100::/64"),       // discard-only
+}
+
+var (
+	ipv4Compatible = netip.MustParsePrefix("::/96")
+	nat64          = netip.MustParsePrefix("64:ff9b::/96")
+	nat64Local     = netip.MustParsePrefix("64:ff9b:1::/48")
+	sixToFour      = netip.MustParsePrefix("2002::/16")
+)
+
+// publicAddr reports whether addr is none of the blocked addresses. IPv6
+// addresses that embed an IPv4 address (mapped, compatible, NAT64) are
+// judged by the embedded address as well.
+func publicAddr(addr netip.Addr) bool {
+	addr = addr.WithZone("").Unmap()
+	if addr.Is6() {
+		if ipv4Compatible.Contains(addr) || nat64.Contains(addr) {
+			b := addr.As16()
+			if !publicAddr(netip.AddrFrom4([4]byte{b[12], b[13], b[14], b[15]})) {
+				return false
+			}
+		}
+		if sixToFour.Contains(addr) {
+			b := addr.As16()
+			if !publicAddr(netip.AddrFrom4([4]byte{b[2], b[3], b[4], b[5]})) {
+				return false
+			}
+		}
+		if nat64Local.Contains(addr) {
+			return false
+		}
+	}
+	for _, p := range blockedPrefixes {
+		if p.Contains(addr) {
+			return false
+		}
+	}
+	return true
+}
