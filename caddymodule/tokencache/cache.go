@@ -1,0 +1,522 @@
+// Package tokencache caches OAuth 2.0 token introspection answers (RFC
+// 7662) in two tiers: a bounded in-process table and, optionally, a Redis
+// shared by every gateway instance. What is cached is the answer (Claims),
+// never the decision: the caller checks validity, scopes and user on every
+// request, hits included.
+//
+// Keys are keyed hashes of the token; the raw token is never stored,
+// logged, or put in a label or an error. Concurrent misses for one token
+// make one introspection call per process (singleflight) and, with Redis,
+// one per fleet (a short SET NX lock). A failing Redis is skipped by a
+// circuit breaker and the gateway goes on with the in-process tier and the
+// introspection endpoint. Revocation purges both tiers on every instance
+// through Redis pub/sub.
+package tokencache
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+	"go.uber.org/zap"
+	"golang.org/x/sync/singleflight"
+
+	"github.com/voipnow-pce/caddy-voipnow-pce/caddymodule/introspect"
+)
+
+// Defaults for the zero values of Config.
+const (
+	DefaultKeyPrefix     = "voipnow_pce:"
+	DefaultMaxTTL        = 5 * time.Minute
+	DefaultNegativeTTL   = 10 * time.Second
+	DefaultMemoryEntries = 10000
+	DefaultRedisTimeout  = 50 * time.Millisecond
+	DefaultLockTTL       = 2 * time.Second
+	DefaultLockWait      = 300 * time.Millisecond
+)
+
+// lockPoll is how often a non-owner looks for the lock owner's answer.
+const lockPoll = 10 * time.Millisecond
+
+// Config configures a Cache. The zero value of each field means its
+// default.
+type Config struct {
+	// Namespace is mixed into every key so gateways with different
+	// endpoints, clients or user claims sharing one Redis never share
+	// entries (e.g. introspection URL + client id + user claim).
+	Namespace string
+	// KeySecret is the HMAC-SHA256 key for cache keys; plain SHA-256 when
+	// empty.
+	KeySecret []byte
+	// KeyPrefix starts every Redis key and the revocation channel's name.
+	// Default "voipnow_pce:".
+	KeyPrefix string
+	// MaxTTL bounds how long a positive answer is cached: until
+	// min(exp - Skew, now + MaxTTL), never past exp. Default 5m.
+	MaxTTL time.Duration
+	// Skew is subtracted from exp, for clock differences with the
+	// endpoint. Default 0.
+	Skew time.Duration
+	// NegativeTTL is how long an "active": false answer is cached.
+	// Default 10s.
+	NegativeTTL time.Duration
+	// StaleIfError, when positive, lets a cached positive answer serve up
+	// to this long past its normal expiry (but never past exp) while the
+	// endpoint fails with introspect.ErrUnavailable. 0 turns it off.
+	StaleIfError time.Duration
+	// MemoryEntries bounds the in-process tier, in tokens. Default 10000;
+	// -1 turns the in-process tier off (for measurements).
+	MemoryEntries int
+	// Redis is the shared tier; nil for the in-process tier only. The
+	// Cache does not close it.
+	Redis redis.UniversalClient
+	// RedisTimeout bounds each Redis call. Default 50ms.
+	RedisTimeout time.Duration
+	// LockTTL is the lifetime of the cross-instance introspection lock.
+	// Default 2s.
+	LockTTL time.Duration
+	// LockWait is how long an instance that finds the lock taken waits for
+	// the owner's answer before introspecting itself. Default 300ms.
+	LockWait time.Duration
+	// Logger receives Redis trouble (Warn, rate-limited); nil for none.
+	Logger *zap.Logger
+	// Observer receives metrics events; nil for none.
+	Observer Observer
+	// Now is the clock for cache lifetimes (tests); default time.Now.
+	Now func() time.Time
+}
+
+// Observer receives the cache's metrics events. Every label value comes
+// from a small fixed set.
+type Observer interface {
+	// Lookup reports a lookup in tier ("memory", "redis") with result
+	// "hit", "miss", "negative" (a cached inactive answer), "stale" (served
+	// past its expiry because the endpoint failed) or "coalesced" (answered
+	// by another caller's introspection).
+	Lookup(tier string, result string)
+	// RedisError reports a failed Redis call; op is "get", "set", "lock",
+	// "del" or "publish".
+	RedisError(op string)
+	// BreakerState reports the Redis circuit breaker opening (true: Redis
+	// is skipped) or closing (false).
+	BreakerState(open bool)
+	// Introspection reports one call to the upstream introspector with
+	// outcome "active", "inactive" or "error", and its duration.
+	Introspection(outcome string, d time.Duration)
+}
+
+// nopObserver is the Observer used when none is configured.
+type nopObserver struct{}
+
+func (nopObserver) Lookup(string, string)               {}
+func (nopObserver) RedisError(string)                   {}
+func (nopObserver) BreakerState(bool)                   {}
+func (nopObserver) Introspection(string, time.Duration) {}
+
+// Cache is an introspect.Introspector that caches the answers of another
+// one. It is safe for concurrent use.
+type Cache struct {
+	cfg      Config
+	upstream introspect.Introspector
+	keys     *keyHasher
+	mem      *memory    // nil when the in-process tier is off
+	redis    *redisTier // nil without Redis
+	obs      Observer
+	log      *zap.Logger
+	now      func() time.Time
+	flights  singleflight.Group
+
+	// epoch changes on every revocation: a flight that started before one
+	// does not store its answer, which may predate the revocation.
+	epoch atomic.Uint64
+
+	closeOnce sync.Once
+	done      chan struct{}
+	subReady  chan struct{} // closed when the revocation channel is first subscribed (tests)
+	wg        sync.WaitGroup
+}
+
+var _ introspect.Introspector = (*Cache)(nil)
+
+// New makes a Cache in front of upstream.
+func New(cfg Config, upstream introspect.Introspector) (*Cache, error) {
+	if upstream == nil {
+		return nil, errors.New("tokencache: no upstream introspector")
+	}
+	for name, d := range map[string]time.Duration{
+		"MaxTTL": cfg.MaxTTL, "Skew": cfg.Skew, "NegativeTTL": cfg.NegativeTTL,
+		"StaleIfError": cfg.StaleIfError, "RedisTimeout": cfg.RedisTimeout,
+		"LockTTL": cfg.LockTTL, "LockWait": cfg.LockWait,
+	} {
+		if d < 0 {
+			return nil, fmt.Errorf("tokencache: %s must not be negative", name)
+		}
+	}
+	if cfg.MemoryEntries < -1 {
+		return nil, errors.New("tokencache: MemoryEntries must be positive, 0 for the default or -1 for none")
+	}
+	if cfg.KeyPrefix == "" {
+		cfg.KeyPrefix = DefaultKeyPrefix
+	}
+	if cfg.MaxTTL == 0 {
+		cfg.MaxTTL = DefaultMaxTTL
+	}
+	if cfg.NegativeTTL == 0 {
+		cfg.NegativeTTL = DefaultNegativeTTL
+	}
+	if cfg.MemoryEntries == 0 {
+		cfg.MemoryEntries = DefaultMemoryEntries
+	}
+	if cfg.RedisTimeout == 0 {
+		cfg.RedisTimeout = DefaultRedisTimeout
+	}
+	if cfg.LockTTL == 0 {
+		cfg.LockTTL = DefaultLockTTL
+	}
+	if cfg.LockWait == 0 {
+		cfg.LockWait = DefaultLockWait
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = zap.NewNop()
+	}
+	if cfg.Observer == nil {
+		cfg.Observer = nopObserver{}
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	c := &Cache{
+		cfg:      cfg,
+		upstream: upstream,
+		keys:     newKeyHasher(cfg.Namespace, cfg.KeySecret),
+		obs:      cfg.Observer,
+		log:      cfg.Logger,
+		now:      cfg.Now,
+		done:     make(chan struct{}),
+		subReady: make(chan struct{}),
+	}
+	if cfg.MemoryEntries > 0 {
+		c.mem = newMemory(cfg.MemoryEntries)
+	}
+	if cfg.Redis != nil {
+		c.redis = &redisTier{
+			rdb:     cfg.Redis,
+			timeout: cfg.RedisTimeout,
+			prefix:  cfg.KeyPrefix,
+			obs:     cfg.Observer,
+			log:     cfg.Logger,
+		}
+		c.redis.br = newBreaker(breakerThreshold, breakerCooldown, breakerMaxCooldown, func(open bool) {
+			if open {
+				cfg.Logger.Warn("redis circuit breaker open: skipping Redis for a while")
+			} else {
+				cfg.Logger.Info("redis circuit breaker closed: using Redis again")
+			}
+			cfg.Observer.BreakerState(open)
+		})
+	}
+	return c, nil
+}
+
+// Fingerprint returns the short fingerprint of token the logs show: the
+// first 12 hex characters of its key hash. It reveals nothing of the token.
+func (c *Cache) Fingerprint(token string) string {
+	return c.keys.hash(token)[:fingerprintLen]
+}
+
+// flightResult is what one flight hands to every caller.
+type flightResult struct {
+	claims *introspect.Claims
+}
+
+// Introspect answers what token means, from a cache tier when it can,
+// else from the upstream introspector. Errors are never cached; with
+// StaleIfError, an unavailable upstream may be answered by a recently
+// expired positive entry.
+func (c *Cache) Introspect(ctx context.Context, token string) (*introspect.Claims, error) {
+	hash := c.keys.hash(token)
+	if c.mem != nil {
+		if e, fresh := c.mem.get(hash, c.now().UnixNano()); fresh {
+			if e.negative() {
+				c.obs.Lookup("memory", "negative")
+			} else {
+				c.obs.Lookup("memory", "hit")
+			}
+			if e.pending.Load() {
+				c.writeBehind(e)
+			}
+			return e.claims, nil
+		}
+		c.obs.Lookup("memory", "miss")
+	}
+
+	// One flight per key hash: concurrent misses share one lookup. The
+	// flight runs detached from any one caller's cancellation; each caller
+	// stops waiting when its own context ends.
+	leader := false
+	ch := c.flights.DoChan(hash, func() (any, error) {
+		leader = true
+		return c.fill(context.WithoutCancel(ctx), hash, token)
+	})
+	select {
+	case res := <-ch:
+		if !leader {
+			c.obs.Lookup("memory", "coalesced")
+		}
+		if res.Err != nil {
+			return nil, res.Err
+		}
+		return res.Val.(*introspect.Claims), nil
+	case <-ctx.Done():
+		return nil, fmt.Errorf("%w: %w", introspect.ErrUnavailable, ctx.Err())
+	}
+}
+
+// fill runs once per flight: the in-process tier again (a flight that
+// just ended may have filled it), Redis, the cross-instance lock, and the
+// upstream introspector.
+func (c *Cache) fill(ctx context.Context, hash, token string) (*introspect.Claims, error) {
+	epoch := c.epoch.Load()
+	if c.mem != nil {
+		if e, fresh := c.mem.get(hash, c.now().UnixNano()); fresh {
+			return e.claims, nil
+		}
+	}
+	if c.redis == nil {
+		return c.introspect(ctx, hash, token, epoch)
+	}
+
+	claims, ttl, outcome := c.redis.get(ctx, hash)
+	switch outcome {
+	case redisHit:
+		if c.redisHit(hash, claims, ttl, "") {
+			return claims, nil
+		}
+		// Refused (too close to exp): reported as a miss.
+	case redisSkipped:
+		return c.introspect(ctx, hash, token, epoch)
+	default:
+		c.obs.Lookup("redis", "miss")
+	}
+
+	owner := randomOwner()
+	switch c.redis.lock(ctx, hash, owner, c.cfg.LockTTL) {
+	case lockOwned:
+		defer c.redis.unlock(ctx, hash, owner)
+	case lockHeld:
+		if claims := c.awaitOwner(ctx, hash); claims != nil {
+			return claims, nil
+		}
+	}
+	return c.introspect(ctx, hash, token, epoch)
+}
+
+// awaitOwner waits up to LockWait for the instance holding the lock to
+// store its answer; nil when it does not come.
+func (c *Cache) awaitOwner(ctx context.Context, hash string) *introspect.Claims {
+	deadline := time.Now().Add(c.cfg.LockWait)
+	t := time.NewTimer(lockPoll)
+	defer t.Stop()
+	for time.Now().Before(deadline) {
+		select {
+		case <-t.C:
+		case <-c.done:
+			return nil
+		}
+		claims, ttl, done := c.redis.poll(ctx, hash)
+		if claims != nil {
+			if c.redisHit(hash, claims, ttl, "coalesced") {
+				return claims
+			}
+			return nil
+		}
+		if done {
+			return nil
+		}
+		t.Reset(lockPoll)
+	}
+	return nil
+}
+
+// redisHit takes a Redis answer: it copies it into the in-process tier for
+// its remaining Redis lifetime and reports the lookup. A positive answer
+// that is, by our clock, already too close to exp is refused (false) and
+// counts as a miss.
+func (c *Cache) redisHit(hash string, claims *introspect.Claims, ttl time.Duration, result string) bool {
+	now := c.now()
+	expires := now.Add(ttl)
+	if claims.Active {
+		lt := c.lifetime(claims, now)
+		if lt <= 0 {
+			c.obs.Lookup("redis", "miss")
+			return false
+		}
+		if lt < ttl {
+			expires = now.Add(lt)
+		}
+	}
+	if result == "" {
+		result = "hit"
+		if !claims.Active {
+			result = "negative"
+		}
+	}
+	c.obs.Lookup("redis", result)
+	if c.mem != nil {
+		e := &entry{key: hash, claims: claims, expires: expires.UnixNano()}
+		e.stale = e.expires
+		if claims.Active {
+			e.stale = c.staleLimit(claims, e.expires)
+		}
+		c.mem.put(e, now.UnixNano())
+	}
+	return true
+}
+
+// introspect asks upstream and stores the answer; on an unavailable
+// upstream it may serve a stale entry.
+func (c *Cache) introspect(ctx context.Context, hash, token string, epoch uint64) (*introspect.Claims, error) {
+	start := time.Now()
+	claims, err := c.upstream.Introspect(ctx, token)
+	d := time.Since(start)
+	if err == nil && claims == nil {
+		err = fmt.Errorf("%w: empty answer", introspect.ErrUnavailable)
+	}
+	if err != nil {
+		c.obs.Introspection("error", d)
+		if stale := c.stale(hash, err); stale != nil {
+			return stale, nil
+		}
+		return nil, err
+	}
+	if claims.Active {
+		c.obs.Introspection("active", d)
+	} else {
+		c.obs.Introspection("inactive", d)
+	}
+	// Callers share the pointer; our copy must not change under them.
+	claims = cloneClaims(claims)
+	if c.epoch.Load() != epoch {
+		return claims, nil // revoked meanwhile: answer, but do not keep
+	}
+	c.store(ctx, hash, claims)
+	return claims, nil
+}
+
+// stale returns a positive entry past its normal expiry but within
+// StaleIfError (and before exp) when err means the endpoint is unavailable.
+func (c *Cache) stale(hash string, err error) *introspect.Claims {
+	if c.cfg.StaleIfError <= 0 || c.mem == nil || !errors.Is(err, introspect.ErrUnavailable) {
+		return nil
+	}
+	e, _ := c.mem.get(hash, c.now().UnixNano())
+	if e == nil || e.negative() {
+		return nil
+	}
+	c.obs.Lookup("memory", "stale")
+	return e.claims
+}
+
+// lifetime is how long a positive answer may be cached from now:
+// min(exp - Skew, now + MaxTTL) - now. <= 0 means not at all.
+func (c *Cache) lifetime(claims *introspect.Claims, now time.Time) time.Duration {
+	lt := c.cfg.MaxTTL
+	if claims.Exp != 0 {
+		lt = min(lt, time.Unix(claims.Exp, 0).Add(-c.cfg.Skew).Sub(now))
+	}
+	return lt
+}
+
+// staleLimit is how long a positive entry expiring at expires may serve
+// as a stale answer: StaleIfError longer, but never past exp - Skew.
+func (c *Cache) staleLimit(claims *introspect.Claims, expires int64) int64 {
+	if c.cfg.StaleIfError <= 0 {
+		return expires
+	}
+	limit := expires + int64(c.cfg.StaleIfError)
+	if claims.Exp != 0 {
+		limit = min(limit, time.Unix(claims.Exp, 0).Add(-c.cfg.Skew).UnixNano())
+	}
+	return max(limit, expires)
+}
+
+// store puts an answer into both tiers for its lifetime.
+func (c *Cache) store(ctx context.Context, hash string, claims *introspect.Claims) {
+	now := c.now()
+	var ttl time.Duration
+	if claims.Active {
+		ttl = c.lifetime(claims, now)
+	} else {
+		ttl = c.cfg.NegativeTTL
+	}
+	if ttl <= 0 {
+		return
+	}
+	var e *entry
+	if c.mem != nil {
+		e = &entry{key: hash, claims: claims, expires: now.Add(ttl).UnixNano()}
+		e.stale = e.expires
+		if claims.Active {
+			e.stale = c.staleLimit(claims, e.expires)
+		}
+		c.mem.put(e, now.UnixNano())
+	}
+	if c.redis != nil && !c.redis.set(ctx, hash, claims, ttl) && e != nil {
+		// Not in Redis: a later hit puts it there once Redis is back, so
+		// the other instances (and the breaker's probe) see it.
+		e.pending.Store(true)
+	}
+}
+
+// writeBehind stores a hit entry that missed Redis when it was made, in
+// the background, once the breaker lets a call through. At most one write
+// per entry is in flight; each is bounded by RedisTimeout.
+func (c *Cache) writeBehind(e *entry) {
+	if c.redis == nil || !e.pending.CompareAndSwap(true, false) {
+		return
+	}
+	ttl := time.Duration(e.expires - c.now().UnixNano())
+	raw, err := json.Marshal(e.claims)
+	if ttl < time.Millisecond || err != nil {
+		return
+	}
+	if !c.redis.br.allow() {
+		e.pending.Store(true)
+		return
+	}
+	go func() {
+		if !c.redis.setRaw(context.Background(), e.key, raw, ttl) {
+			e.pending.Store(true)
+		}
+	}()
+}
+
+// cloneClaims copies c so that the cached value is ours alone.
+func cloneClaims(c *introspect.Claims) *introspect.Claims {
+	cp := *c
+	if c.Scopes != nil {
+		cp.Scopes = append([]string(nil), c.Scopes...)
+	}
+	return &cp
+}
+
+// randomOwner makes a lock value unique to this flight.
+func randomOwner() string {
+	var b [12]byte
+	_, _ = rand.Read(b[:])
+	return hex.EncodeToString(b[:])
+}
+
+// Close stops the cache's goroutines. It does not close the Redis client:
+// its owner does.
+func (c *Cache) Close() {
+	c.closeOnce.Do(func() { close(c.done) })
+	c.wg.Wait()
+}

@@ -1,0 +1,202 @@
+// Package redistest runs a private redis-server for tests: on a free
+// loopback port, without persistence, killed when the test ends. It never
+// touches a Redis the developer may run on the default port.
+package redistest
+
+import (
+	"bufio"
+	"bytes"
+	"fmt"
+	"net"
+	"os/exec"
+	"strconv"
+	"sync"
+	"testing"
+	"time"
+)
+
+// readyTimeout bounds how long Start and Restart wait for the server to
+// answer PING.
+const readyTimeout = 10 * time.Second
+
+// Server is one private redis-server process.
+type Server struct {
+	t    testing.TB
+	bin  string
+	port int
+	dir  string
+
+	mu   sync.Mutex
+	cmd  *exec.Cmd
+	done chan struct{} // closed when cmd has been waited for
+	out  *lockedWriter // the server's output, for failure messages
+}
+
+// Start runs a private redis-server on a free loopback port and waits until
+// it answers PING. The server is killed when the test ends. A missing
+// redis-server fails the test: it is a dependency, not an option.
+func Start(t testing.TB) *Server {
+	t.Helper()
+	bin, err := exec.LookPath("redis-server")
+	if err != nil {
+		t.Fatalf("redistest: redis-server is not on PATH (install it, e.g. apt-get install redis-server): %v", err)
+	}
+	s := &Server{t: t, bin: bin, dir: t.TempDir()}
+	t.Cleanup(s.Stop)
+	// A free port can be taken by someone else between our probe and the
+	// server's bind; try a few.
+	var lastErr error
+	for range 5 {
+		s.port, err = freePort()
+		if err != nil {
+			t.Fatalf("redistest: no free port: %v", err)
+		}
+		if lastErr = s.start(); lastErr == nil {
+			return s
+		}
+		s.Stop()
+	}
+	t.Fatalf("redistest: %v", lastErr)
+	return nil
+}
+
+// Addr is the server's host:port.
+func (s *Server) Addr() string {
+	return net.JoinHostPort("127.0.0.1", strconv.Itoa(s.port))
+}
+
+// URL is a go-redis URL for database 0 of the server.
+func (s *Server) URL() string {
+	return "redis://" + s.Addr() + "/0"
+}
+
+// Stop kills the server and waits for it to exit. Stopping a stopped
+// server does nothing.
+func (s *Server) Stop() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.cmd == nil {
+		return
+	}
+	_ = s.cmd.Process.Kill()
+	<-s.done
+	s.cmd = nil
+}
+
+// Restart starts the server again on the same port (after Stop; a running
+// server is stopped first) and waits until it answers PING. The data is
+// gone: the server keeps none.
+func (s *Server) Restart() {
+	s.t.Helper()
+	s.Stop()
+	// The port was ours a moment ago; the kernel may take a moment to free
+	// it, which start's readiness loop absorbs by retrying the launch.
+	deadline := time.Now().Add(readyTimeout)
+	for {
+		err := s.start()
+		if err == nil {
+			return
+		}
+		s.Stop()
+		if time.Now().After(deadline) {
+			s.t.Fatalf("redistest: restart on port %d: %v", s.port, err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// start launches the process and waits until it answers PING or exits.
+func (s *Server) start() error {
+	cmd := exec.Command(s.bin,
+		"--port", strconv.Itoa(s.port),
+		"--bind", "127.0.0.1",
+		"--save", "",
+		"--appendonly", "no",
+		"--daemonize", "no",
+		"--dir", s.dir,
+	)
+	out := &lockedWriter{w: &bytes.Buffer{}}
+	cmd.Stdout = out
+	cmd.Stderr = out
+	if err := cmd.Start(); err != nil {
+		return fmt.Errorf("start redis-server: %w", err)
+	}
+	done := make(chan struct{})
+	go func() {
+		_ = cmd.Wait()
+		close(done)
+	}()
+	s.mu.Lock()
+	s.cmd, s.done, s.out = cmd, done, out
+	s.mu.Unlock()
+
+	deadline := time.Now().Add(readyTimeout)
+	for {
+		select {
+		case <-done:
+			return fmt.Errorf("redis-server on port %d exited: %s", s.port, out.String())
+		default:
+		}
+		if ping(s.Addr()) == nil {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("redis-server on port %d did not answer PING within %s", s.port, readyTimeout)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// ping sends one inline PING and expects +PONG.
+func ping(addr string) error {
+	c, err := net.DialTimeout("tcp", addr, 200*time.Millisecond)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	_ = c.SetDeadline(time.Now().Add(500 * time.Millisecond))
+	if _, err := c.Write([]byte("PING\r\n")); err != nil {
+		return err
+	}
+	line, err := bufio.NewReader(c).ReadString('\n')
+	if err != nil {
+		return err
+	}
+	if line != "+PONG\r\n" {
+		return fmt.Errorf("unexpected answer to PING: %q", line)
+	}
+	return nil
+}
+
+// freePort asks the kernel for a free loopback port.
+func freePort() (int, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return 0, err
+	}
+	defer l.Close()
+	port := l.Addr().(*net.TCPAddr).Port
+	if port == 6379 { // never the developer's Redis
+		return freePort()
+	}
+	return port, nil
+}
+
+// lockedWriter is a bytes.Buffer safe for the process's writer goroutine
+// and our reads.
+type lockedWriter struct {
+	mu sync.Mutex
+	w  *bytes.Buffer
+}
+
+func (l *lockedWriter) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.w.Write(p)
+}
+
+func (l *lockedWriter) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.w.String()
+}
