@@ -131,11 +131,11 @@ func (rt *Router) Match(escapedPath string) (route Route, onRoute bool, err *Err
 	for _, b := range rt.baseSegs {
 		seg, ok := it.next()
 		if !ok || !segEqual(seg, b, false) {
-			return Route{}, false, nil
+			return rt.disguised(escapedPath)
 		}
 	}
 	if seg, ok := it.next(); !ok || !segEqual(seg, literalExtensions, false) {
-		return Route{}, false, nil
+		return rt.disguised(escapedPath)
 	}
 	var raw [maxKept]string
 	n, lit := 0, -1
@@ -153,6 +153,17 @@ func (rt *Router) Match(escapedPath string) (route Route, onRoute bool, err *Err
 		n++
 	}
 	if lit < 0 {
+		if _, on, _ := rt.disguised(escapedPath); on {
+			// The literal hides in a segment (an encoded slash): the first
+			// position that is not a clean segment is at fault.
+			if user, ok := decodeSegment(raw[0]); n < 1 || !ok || !validUserID(user) {
+				return Route{}, true, ErrUserInvalid
+			}
+			if ext, ok := decodeSegment(raw[1]); n < 2 || !ok || !validExtension(ext) {
+				return Route{}, true, ErrExtensionInvalid
+			}
+			return Route{}, true, ErrTypeInvalid
+		}
 		return Route{}, false, nil
 	}
 
@@ -189,6 +200,58 @@ func (rt *Router) Match(escapedPath string) (route Route, onRoute bool, err *Err
 		return Route{}, true, ErrIDInvalid
 	}
 	return Route{UserID: user, Extension: ext, EventType: typ, EventID: id}, true, nil
+}
+
+// disguised reports, for a path that is not the route as written, whether
+// a server that decodes the whole path, merges slashes and resolves dot
+// segments (as many legacy front ends do) would see the route in it:
+// {base}/extensions/.../phoneCallEvents/... Such a path is on the route and
+// wrong (user_invalid, the first position), never a pass-through. It runs
+// only when the strict reading failed, so it may allocate.
+func (rt *Router) disguised(escapedPath string) (Route, bool, *Error) {
+	decoded, ok := decodeSegment(escapedPath)
+	if !ok {
+		decoded = escapedPath
+	}
+	if !strings.ContainsAny(decoded, "pP") || !containsFold(decoded, literalPCE) {
+		return Route{}, false, nil
+	}
+	var segs []string
+	for seg := range strings.SplitSeq(strings.ReplaceAll(decoded, "\\", "/"), "/") {
+		switch seg {
+		case "", ".":
+		case "..":
+			if len(segs) > 0 {
+				segs = segs[:len(segs)-1]
+			}
+		default:
+			segs = append(segs, seg)
+		}
+	}
+	want := append(append([]string(nil), rt.baseSegs...), literalExtensions)
+	if len(segs) <= len(want) {
+		return Route{}, false, nil
+	}
+	for i, w := range want {
+		if !strings.EqualFold(segs[i], w) {
+			return Route{}, false, nil
+		}
+	}
+	for _, seg := range segs[len(want):] {
+		if strings.EqualFold(seg, literalPCE) {
+			return Route{}, true, ErrUserInvalid
+		}
+	}
+	return Route{}, false, nil
+}
+
+func containsFold(s, sub string) bool {
+	for i := 0; i+len(sub) <= len(s); i++ {
+		if strings.EqualFold(s[i:i+len(sub)], sub) {
+			return true
+		}
+	}
+	return false
 }
 
 // CanonicalPath returns the path to forward for r: no trailing slash, the

@@ -1,0 +1,129 @@
+package caddymodule
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+
+	"github.com/caddyserver/caddy/v2"
+	"go.uber.org/zap"
+)
+
+func init() {
+	caddy.RegisterModule(adminAPI{})
+}
+
+// adminAPI serves POST /voipnow_pce/revoke on Caddy's admin endpoint: it
+// purges a token from every live token cache of this process and from
+// Redis, and tells every other instance sharing the Redis to drop it too.
+type adminAPI struct {
+	logger *zap.Logger
+}
+
+// CaddyModule returns the Caddy module information.
+func (adminAPI) CaddyModule() caddy.ModuleInfo {
+	return caddy.ModuleInfo{
+		ID:  "admin.api.voipnow_pce",
+		New: func() caddy.Module { return new(adminAPI) },
+	}
+}
+
+// Provision takes the logger.
+func (a *adminAPI) Provision(ctx caddy.Context) error {
+	a.logger = ctx.Logger(a)
+	return nil
+}
+
+// Routes returns the revocation route.
+func (a *adminAPI) Routes() []caddy.AdminRoute {
+	return []caddy.AdminRoute{{
+		Pattern: "/voipnow_pce/revoke",
+		Handler: caddy.AdminHandlerFunc(a.handleRevoke),
+	}}
+}
+
+// revokeRequest is the body of POST /voipnow_pce/revoke: exactly one of
+// the two.
+type revokeRequest struct {
+	Token       string `json:"token"`
+	Fingerprint string `json:"fingerprint"`
+}
+
+// revokeAnswer summarises what was purged.
+type revokeAnswer struct {
+	// Caches is how many token caches of this process were purged (one per
+	// distinct cache configuration).
+	Caches int `json:"caches"`
+	// Fingerprints are the token's fingerprints in those caches, as logs
+	// show them.
+	Fingerprints []string `json:"fingerprints"`
+	// Memory and Redis count the entries removed from each tier.
+	Memory int `json:"memory"`
+	Redis  int `json:"redis"`
+	// Published counts the caches that told the other instances on Redis.
+	Published int `json:"published"`
+}
+
+func (a *adminAPI) handleRevoke(w http.ResponseWriter, r *http.Request) error {
+	if r.Method != http.MethodPost {
+		return caddy.APIError{HTTPStatus: http.StatusMethodNotAllowed, Err: fmt.Errorf("method not allowed: use POST")}
+	}
+	var req revokeRequest
+	dec := json.NewDecoder(io.LimitReader(r.Body, 64<<10))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&req); err != nil {
+		return caddy.APIError{HTTPStatus: http.StatusBadRequest, Err: fmt.Errorf(`body must be {"token":"..."} or {"fingerprint":"..."}`)}
+	}
+	if (req.Token == "") == (req.Fingerprint == "") {
+		return caddy.APIError{HTTPStatus: http.StatusBadRequest, Err: fmt.Errorf(`give exactly one of "token" and "fingerprint"`)}
+	}
+	if req.Fingerprint != "" && !validFingerprint(req.Fingerprint) {
+		return caddy.APIError{HTTPStatus: http.StatusBadRequest, Err: fmt.Errorf("fingerprint must be the 12 to 64 lower-case hex characters the logs show")}
+	}
+
+	ans := revokeAnswer{Fingerprints: []string{}}
+	var firstErr error
+	sharedCaches.Range(func(_, value any) bool {
+		sc := value.(*sharedCache)
+		res, err := sc.cache.Revoke(r.Context(), req.Token, req.Fingerprint)
+		ans.Caches++
+		ans.Fingerprints = append(ans.Fingerprints, res.Fingerprint)
+		ans.Memory += res.Memory
+		ans.Redis += res.Redis
+		if res.Published {
+			ans.Published++
+		}
+		if err != nil && firstErr == nil {
+			firstErr = err
+		}
+		return true
+	})
+	a.logger.Info("token revoked", zap.Strings("fingerprints", ans.Fingerprints),
+		zap.Int("memory", ans.Memory), zap.Int("redis", ans.Redis), zap.Int("published", ans.Published))
+	if firstErr != nil {
+		// The local tier is purged; Redis or the other instances may not be.
+		return caddy.APIError{HTTPStatus: http.StatusServiceUnavailable, Err: fmt.Errorf("revocation incomplete: %v", firstErr)}
+	}
+	w.Header().Set("Content-Type", "application/json")
+	return json.NewEncoder(w).Encode(ans)
+}
+
+func validFingerprint(s string) bool {
+	if len(s) < 12 || len(s) > 64 {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if !('0' <= c && c <= '9' || 'a' <= c && c <= 'f') {
+			return false
+		}
+	}
+	return true
+}
+
+// Interface guards
+var (
+	_ caddy.AdminRouter = (*adminAPI)(nil)
+	_ caddy.Provisioner = (*adminAPI)(nil)
+)

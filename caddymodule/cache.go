@@ -1,0 +1,195 @@
+package caddymodule
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"net/url"
+	"time"
+
+	"github.com/caddyserver/caddy/v2"
+	"github.com/redis/go-redis/v9"
+	"go.uber.org/zap"
+
+	"github.com/voipnow-pce/caddy-voipnow-pce/caddymodule/introspect"
+	"github.com/voipnow-pce/caddy-voipnow-pce/caddymodule/tokencache"
+)
+
+// sharedCaches holds the caches (and their Redis clients) across config
+// reloads: a reload with the same cache settings keeps the warm cache and
+// the Redis connections; the last Cleanup closes them.
+var sharedCaches = caddy.NewUsagePool()
+
+// sharedCache is one token cache with what it owns.
+type sharedCache struct {
+	cache  *tokencache.Cache
+	redis  redis.UniversalClient
+	cancel context.CancelFunc
+}
+
+// Destruct stops the cache's goroutines and closes its Redis client.
+func (s *sharedCache) Destruct() error {
+	s.cancel()
+	s.cache.Close()
+	if s.redis != nil {
+		return s.redis.Close()
+	}
+	return nil
+}
+
+// cacheIdentity is everything that makes two handlers' caches the same
+// one. Secrets enter it only hashed.
+type cacheIdentity struct {
+	Endpoint     string        `json:"endpoint"`
+	ClientID     string        `json:"client_id"`
+	SecretHash   string        `json:"secret_hash"`
+	UserClaim    string        `json:"user_claim"`
+	Timeout      time.Duration `json:"timeout"`
+	KeySecret    string        `json:"key_secret_hash"`
+	MaxTTL       time.Duration `json:"max_ttl"`
+	NegativeTTL  time.Duration `json:"negative_ttl"`
+	Skew         time.Duration `json:"skew"`
+	StaleIfError time.Duration `json:"stale_if_error"`
+	Size         int           `json:"size"`
+	Type         string        `json:"type"`
+	URLsHash     string        `json:"urls_hash"`
+	MasterName   string        `json:"master_name"`
+	RedisTimeout time.Duration `json:"redis_timeout"`
+	KeyPrefix    string        `json:"key_prefix"`
+}
+
+func hashOf(parts ...string) string {
+	s := sha256.New()
+	for _, p := range parts {
+		s.Write([]byte(p))
+		s.Write([]byte{0})
+	}
+	return hex.EncodeToString(s.Sum(nil))
+}
+
+// loadSharedCache returns the cache for h's settings, making it (and its
+// Redis client) on first use.
+func loadSharedCache(ctx caddy.Context, h *Handler, client *introspect.Client, repl *caddy.Replacer) (*sharedCache, string, error) {
+	endpoint := repl.ReplaceKnown(h.IntrospectionURL, "")
+	clientID := repl.ReplaceKnown(h.ClientID, "")
+	keySecret := repl.ReplaceKnown(h.KeySecret, "")
+	urls := make([]string, len(h.Cache.URLs))
+	for i, u := range h.Cache.URLs {
+		urls[i] = repl.ReplaceKnown(u, "")
+	}
+	id := cacheIdentity{
+		Endpoint:     endpoint,
+		ClientID:     clientID,
+		SecretHash:   hashOf(repl.ReplaceKnown(h.ClientSecret, "")),
+		UserClaim:    h.UserClaim,
+		Timeout:      time.Duration(h.IntrospectionTimeout),
+		KeySecret:    hashOf(keySecret),
+		MaxTTL:       time.Duration(h.MaxTTL),
+		NegativeTTL:  time.Duration(h.NegativeTTL),
+		Skew:         time.Duration(h.Skew),
+		StaleIfError: time.Duration(h.StaleIfError),
+		Size:         h.CacheSize,
+		Type:         h.Cache.Type,
+		URLsHash:     hashOf(urls...),
+		MasterName:   h.Cache.MasterName,
+		RedisTimeout: time.Duration(h.Cache.Timeout),
+		KeyPrefix:    h.Cache.KeyPrefix,
+	}
+	raw, _ := json.Marshal(id)
+	key := string(raw)
+
+	logger := ctx.Logger().Named("cache")
+	val, _, err := sharedCaches.LoadOrNew(key, func() (caddy.Destructor, error) {
+		var rdb redis.UniversalClient
+		if h.Cache.Type == "redis" {
+			opts, err := redisOptions(urls, h.Cache.MasterName, time.Duration(h.Cache.Timeout))
+			if err != nil {
+				return nil, err
+			}
+			rdb = redis.NewUniversalClient(opts)
+		}
+		size := h.CacheSize
+		cache, err := tokencache.New(tokencache.Config{
+			// The namespace keeps gateways that ask different endpoints,
+			// or read a different user claim, apart in a shared Redis.
+			Namespace:     endpoint + "\x00" + clientID + "\x00" + h.UserClaim,
+			KeySecret:     []byte(keySecret),
+			KeyPrefix:     h.Cache.KeyPrefix,
+			MaxTTL:        time.Duration(h.MaxTTL),
+			Skew:          time.Duration(h.Skew),
+			NegativeTTL:   time.Duration(h.NegativeTTL),
+			StaleIfError:  time.Duration(h.StaleIfError),
+			MemoryEntries: size,
+			Redis:         rdb,
+			RedisTimeout:  time.Duration(h.Cache.Timeout),
+			Logger:        logger,
+			Observer:      metricsObserver{},
+		}, client)
+		if err != nil {
+			if rdb != nil {
+				_ = rdb.Close()
+			}
+			return nil, err
+		}
+		runCtx, cancel := context.WithCancel(context.Background())
+		cache.Start(runCtx)
+		return &sharedCache{cache: cache, redis: rdb, cancel: cancel}, nil
+	})
+	if err != nil {
+		return nil, "", err
+	}
+	logger.Debug("token cache ready", zap.String("type", h.Cache.Type))
+	return val.(*sharedCache), key, nil
+}
+
+// redisOptions turns the configured URLs into go-redis universal options:
+// one URL is a single node; several are a Cluster's seeds; with a master
+// name they are Sentinels. Credentials, db and TLS come from the first URL.
+func redisOptions(urls []string, masterName string, timeout time.Duration) (*redis.UniversalOptions, error) {
+	if len(urls) == 0 {
+		return nil, fmt.Errorf("no Redis URL")
+	}
+	first, err := redis.ParseURL(urls[0])
+	if err != nil {
+		return nil, fmt.Errorf("redis URL: %s", redactURLError(urls[0], err))
+	}
+	addrs := []string{first.Addr}
+	for _, u := range urls[1:] {
+		o, err := redis.ParseURL(u)
+		if err != nil {
+			return nil, fmt.Errorf("redis URL: %s", redactURLError(u, err))
+		}
+		addrs = append(addrs, o.Addr)
+	}
+	opts := &redis.UniversalOptions{
+		Addrs:        addrs,
+		MasterName:   masterName,
+		Username:     first.Username,
+		Password:     first.Password,
+		DB:           first.DB,
+		TLSConfig:    first.TLSConfig,
+		DialTimeout:  max(timeout, 250*time.Millisecond),
+		ReadTimeout:  timeout,
+		WriteTimeout: timeout,
+		MaxRetries:   -1, // the breaker, not retries, handles a failing Redis
+		// A short pool timeout: a saturated pool must not add latency.
+		PoolTimeout:           timeout,
+		ContextTimeoutEnabled: true,
+	}
+	if masterName != "" {
+		opts.SentinelUsername, opts.SentinelPassword = first.Username, first.Password
+	}
+	return opts, nil
+}
+
+// redactURLError names what is wrong with a Redis URL without echoing a
+// password it may hold.
+func redactURLError(raw string, err error) string {
+	if u, perr := url.Parse(raw); perr == nil {
+		// url.Parse succeeded, so err is go-redis' own and holds no URL.
+		return fmt.Sprintf("%s://%s: %v", u.Scheme, u.Host, err)
+	}
+	return "unparseable URL (not shown: it may hold a password)"
+}

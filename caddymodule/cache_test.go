@@ -1,0 +1,258 @@
+package caddymodule
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/voipnow-pce/caddy-voipnow-pce/internal/redistest"
+)
+
+// One token, many requests: one introspection call, sequential or
+// concurrent.
+func TestOneIntrospectionPerToken(t *testing.T) {
+	s := newStack(t, "")
+	grantAll(s)
+	for range 20 {
+		s.expectForwarded(s.put(pagePath, goodToken, `{}`))
+	}
+	if n := s.idp.calls.Load(); n != 1 {
+		t.Errorf("20 sequential requests made %d introspection calls, want 1", n)
+	}
+
+	s.idp.calls.Store(0)
+	var wg sync.WaitGroup
+	statuses := make([]int, 64)
+	for i := range statuses {
+		wg.Go(func() { statuses[i] = s.put(pagePath, userToken, `{}`).Status })
+	}
+	wg.Wait()
+	for i, st := range statuses {
+		if st != http.StatusOK {
+			t.Errorf("concurrent request %d: status %d", i, st)
+		}
+	}
+	if got := len(s.backend.take()); got != 64 {
+		t.Errorf("%d of 64 concurrent requests reached the backend", got)
+	}
+	if n := s.idp.calls.Load(); n != 1 {
+		t.Errorf("64 concurrent requests with a fresh token made %d introspection calls, want 1", n)
+	}
+}
+
+// The caches keep answers, not decisions: a token cached through a lenient
+// site is refused by a strict one sharing the same Redis.
+func TestCacheKeepsAnswersNotDecisions(t *testing.T) {
+	rs := redistest.Start(t)
+	idp, backend := newIdP(t), newRecorder(t)
+	idp.grant(goodToken, "uapi", "1001")
+	lenient, strict := freePort(t), freePort(t)
+	cfg := fmt.Sprintf(`{
+	admin %s
+	auto_https off
+	grace_period 1ns
+}
+http://127.0.0.1:%d {
+	voipnow_pce {
+		introspection_url %s
+		client_id gateway
+		client_secret s3cret
+		required_scopes uapi
+		cache redis %s
+	}
+	reverse_proxy %s
+}
+http://127.0.0.1:%d {
+	voipnow_pce {
+		introspection_url %s
+		client_id gateway
+		client_secret s3cret
+		required_scopes uapi uapi.write
+		cache redis %s
+		cache_size 500
+	}
+	reverse_proxy %s
+}
+`, adminAddr, lenient, idp.url(), rs.URL(), backend.addr, strict, idp.url(), rs.URL(), backend.addr)
+	tester := newTesterFor(t, cfg)
+	a := &stack{t: t, tester: tester, idp: idp, backend: backend, base: "http://127.0.0.1:" + itoa(lenient)}
+	b := &stack{t: t, tester: tester, idp: idp, backend: backend, base: "http://127.0.0.1:" + itoa(strict)}
+
+	a.expectForwarded(a.put(pagePath, goodToken, `{}`))
+	b.expectError(b.put(pagePath, goodToken, `{}`), http.StatusBadRequest, "pce_access_denied")
+	if n := idp.calls.Load(); n != 1 {
+		t.Errorf("%d introspection calls: the strict site must have used the answer cached in Redis", n)
+	}
+	// The Redis keys hold no token.
+	keys := redisKeys(t, rs.URL())
+	if len(keys) == 0 {
+		t.Fatal("nothing cached in Redis")
+	}
+	for _, k := range keys {
+		if strings.Contains(k, goodToken) {
+			t.Errorf("Redis key %q contains the token", k)
+		}
+	}
+}
+
+// A revoked token is purged through Caddy's admin endpoint, from the
+// in-process tier and from Redis.
+func TestRevoke(t *testing.T) {
+	rs := redistest.Start(t)
+	s := newStack(t, "cache redis "+rs.URL())
+	grantAll(s)
+	s.expectForwarded(s.put(pagePath, goodToken, `{}`))
+	// The identity provider revokes it; the cache still holds the answer.
+	s.idp.set(goodToken, map[string]any{"active": false})
+	s.expectForwarded(s.put(pagePath, goodToken, `{}`))
+
+	res, body := adminPost(t, "/voipnow_pce/revoke", `{"token":"`+goodToken+`"}`)
+	if res.StatusCode != http.StatusOK {
+		t.Fatalf("revoke: %d %s", res.StatusCode, body)
+	}
+	var sum revokeAnswer
+	if err := json.Unmarshal([]byte(body), &sum); err != nil || sum.Caches != 1 || sum.Memory != 1 || sum.Redis != 1 || len(sum.Fingerprints) != 1 {
+		t.Errorf("revoke summary %s (%v)", body, err)
+	}
+	if strings.Contains(body, goodToken) {
+		t.Error("the revoke answer shows the token")
+	}
+	s.expectError(s.put(pagePath, goodToken, `{}`), http.StatusUnauthorized, "access_denied")
+
+	// By fingerprint, too.
+	s.expectForwarded(s.put(pagePath, userToken, `{}`))
+	s.idp.set(userToken, map[string]any{"active": false})
+	fp := s.fingerprint(userToken)
+	res, body = adminPost(t, "/voipnow_pce/revoke", `{"fingerprint":"`+fp+`"}`)
+	if res.StatusCode != http.StatusOK {
+		t.Fatalf("revoke by fingerprint: %d %s", res.StatusCode, body)
+	}
+	s.expectError(s.put(pagePath, userToken, `{}`), http.StatusUnauthorized, "access_denied")
+
+	for _, bad := range []string{`{}`, `{"token":"a","fingerprint":"b"}`, `{"fingerprint":"xyz"}`, `nope`} {
+		if res, body := adminPost(t, "/voipnow_pce/revoke", bad); res.StatusCode != http.StatusBadRequest {
+			t.Errorf("revoke %s: %d %s, want 400", bad, res.StatusCode, body)
+		}
+	}
+}
+
+// fingerprint is the token's fingerprint as this stack's logs show it.
+func (s *stack) fingerprint(token string) string {
+	var fp string
+	sharedCaches.Range(func(_, v any) bool {
+		fp = v.(*sharedCache).cache.Fingerprint(token)
+		return false
+	})
+	return fp
+}
+
+// Redis dies and comes back: every request is still answered right, and
+// the tier is used again without a reload.
+func TestRedisOutage(t *testing.T) {
+	rs := redistest.Start(t)
+	s := newStack(t, "cache redis "+rs.URL()+" {\n timeout 50ms\n}")
+	grantAll(s)
+	s.expectForwarded(s.put(pagePath, goodToken, `{}`))
+	rs.Stop()
+	for i := range 10 {
+		token := fmt.Sprintf("tok-outage-%d", i)
+		s.idp.grant(token, "uapi", "1001")
+		start := time.Now()
+		s.expectForwarded(s.put(pagePath, token, `{}`))
+		if d := time.Since(start); d > 2*time.Second {
+			t.Errorf("request %d took %v while Redis was down", i, d)
+		}
+	}
+	s.expectForwarded(s.put(pagePath, goodToken, `{}`))
+	rs.Restart()
+	// Fresh tokens, so that every request needs a tier beyond memory.
+	n := 0
+	waitFor(t, "the Redis tier to be used again", 40*time.Second, func() bool {
+		n++
+		token := fmt.Sprintf("tok-after-%d", n)
+		s.idp.grant(token, "uapi", "1001")
+		s.expectForwarded(s.put(pagePath, token, `{}`))
+		return len(redisKeys(t, rs.URL())) > 0
+	})
+}
+
+// The metrics appear at Caddy's /metrics and move.
+func TestMetrics(t *testing.T) {
+	s := newStack(t, "")
+	grantAll(s)
+	s.expectForwarded(s.put(pagePath, goodToken, `{}`))
+	s.expectForwarded(s.put(pagePath, goodToken, `{}`))
+	s.expectError(s.put(pagePath, "", `{}`), http.StatusUnauthorized, "access_denied")
+	body := scrape(t)
+	for _, want := range []string{
+		`caddy_voipnow_pce_requests_total{code="forwarded"}`,
+		`caddy_voipnow_pce_requests_total{code="access_denied"}`,
+		`caddy_voipnow_pce_cache_lookups_total{result="hit",tier="memory"}`,
+		`caddy_voipnow_pce_introspection_duration_seconds_count{outcome="active"}`,
+	} {
+		if !strings.Contains(body, want) {
+			t.Errorf("/metrics lacks %s", want)
+		}
+	}
+	if strings.Contains(body, goodToken) {
+		t.Error("/metrics shows a token")
+	}
+	before := metricValue(body, `caddy_voipnow_pce_requests_total{code="forwarded"}`)
+	s.expectForwarded(s.put(pagePath, goodToken, `{}`))
+	if after := metricValue(scrape(t), `caddy_voipnow_pce_requests_total{code="forwarded"}`); after != before+1 {
+		t.Errorf("forwarded counter went from %v to %v, want +1", before, after)
+	}
+}
+
+func scrape(t *testing.T) string {
+	t.Helper()
+	res, err := http.Get("http://" + adminAddr + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer res.Body.Close()
+	b, _ := io.ReadAll(res.Body)
+	return string(b)
+}
+
+func metricValue(body, series string) float64 {
+	for line := range strings.SplitSeq(body, "\n") {
+		if rest, ok := strings.CutPrefix(line, series+" "); ok {
+			var v float64
+			fmt.Sscan(rest, &v)
+			return v
+		}
+	}
+	return -1
+}
+
+func adminPost(t *testing.T, path, body string) (*http.Response, string) {
+	t.Helper()
+	res, err := http.Post("http://"+adminAddr+path, "application/json", strings.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer res.Body.Close()
+	b, _ := io.ReadAll(res.Body)
+	return res, string(b)
+}
+
+func redisKeys(t *testing.T, url string) []string {
+	t.Helper()
+	opts, err := redis.ParseURL(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := redis.NewClient(opts)
+	defer c.Close()
+	keys, _ := c.Keys(context.Background(), "*").Result()
+	return keys
+}

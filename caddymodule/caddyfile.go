@@ -1,0 +1,239 @@
+package caddymodule
+
+import (
+	"strconv"
+
+	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
+	"github.com/caddyserver/caddy/v2/caddyconfig/httpcaddyfile"
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+	"github.com/dustin/go-humanize"
+)
+
+func init() {
+	httpcaddyfile.RegisterHandlerDirective("voipnow_pce", parseCaddyfile)
+	// The gateway must see the request before the proxy sends it on.
+	httpcaddyfile.RegisterDirectiveOrder("voipnow_pce", httpcaddyfile.Before, "reverse_proxy")
+}
+
+// parseCaddyfile sets up the handler from Caddyfile tokens. Syntax:
+//
+//	voipnow_pce [<matcher>] {
+//	    introspection_url     <url>
+//	    client_id             <id>
+//	    client_secret         <secret>
+//	    introspection_timeout <duration>
+//	    required_scopes       <scope...>
+//	    admin_scopes          <scope...>
+//	    user_claim            <claim>
+//	    base_path             <path>
+//	    event_types           <type...>
+//	    id_min_length         <n>
+//	    id_max_length         <n>
+//	    max_body              <size>
+//	    allow_private_urls
+//	    cache                 memory | redis <url...> {
+//	        master_name <name>
+//	        timeout     <duration>
+//	        key_prefix  <prefix>
+//	    }
+//	    cache_size            <n>
+//	    max_ttl               <duration>
+//	    negative_ttl          <duration>
+//	    skew                  <duration>
+//	    stale_if_error        <duration>
+//	    key_secret            <secret>
+//	}
+func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error) {
+	var handler Handler
+	err := handler.UnmarshalCaddyfile(h.Dispenser)
+	return &handler, err
+}
+
+// UnmarshalCaddyfile reads the voipnow_pce directive; see parseCaddyfile
+// for the syntax. Each subdirective may be given once.
+func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
+	d.Next() // the directive's name
+	if d.NextArg() {
+		return d.ArgErr()
+	}
+	seen := map[string]bool{}
+	for nesting := d.Nesting(); d.NextBlock(nesting); {
+		name := d.Val()
+		if seen[name] {
+			return d.Errf("voipnow_pce: subdirective '%s' given twice", name)
+		}
+		seen[name] = true
+		var err error
+		switch name {
+		case "introspection_url":
+			err = oneString(d, &h.IntrospectionURL)
+		case "client_id":
+			err = oneString(d, &h.ClientID)
+		case "client_secret":
+			err = oneString(d, &h.ClientSecret)
+		case "introspection_timeout":
+			err = oneDuration(d, &h.IntrospectionTimeout)
+		case "required_scopes":
+			err = someStrings(d, &h.RequiredScopes)
+		case "admin_scopes":
+			err = someStrings(d, &h.AdminScopes)
+		case "user_claim":
+			err = oneString(d, &h.UserClaim)
+		case "base_path":
+			err = oneString(d, &h.BasePath)
+		case "event_types":
+			err = someStrings(d, &h.EventTypes)
+		case "id_min_length":
+			err = oneInt(d, &h.IDMinLength)
+		case "id_max_length":
+			err = oneInt(d, &h.IDMaxLength)
+		case "max_body":
+			err = oneSize(d, &h.MaxBody)
+		case "allow_private_urls":
+			if d.NextArg() {
+				return d.ArgErr()
+			}
+			h.AllowPrivateURLs = true
+		case "cache":
+			err = h.unmarshalCache(d)
+		case "cache_size":
+			err = oneInt(d, &h.CacheSize)
+		case "max_ttl":
+			err = oneDuration(d, &h.MaxTTL)
+		case "negative_ttl":
+			err = oneDuration(d, &h.NegativeTTL)
+		case "skew":
+			err = oneDuration(d, &h.Skew)
+		case "stale_if_error":
+			err = oneDuration(d, &h.StaleIfError)
+		case "key_secret":
+			err = oneString(d, &h.KeySecret)
+		default:
+			return d.Errf("unrecognized voipnow_pce subdirective '%s'", name)
+		}
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// unmarshalCache reads: cache memory | cache redis <url...> [{ ... }].
+func (h *Handler) unmarshalCache(d *caddyfile.Dispenser) error {
+	if !d.NextArg() {
+		return d.Errf("voipnow_pce: cache: want 'memory' or 'redis <url...>'")
+	}
+	c := &CacheConfig{Type: d.Val()}
+	h.Cache = c
+	switch c.Type {
+	case "memory":
+		if d.NextArg() {
+			return d.Errf("voipnow_pce: cache memory takes no argument")
+		}
+	case "redis":
+		c.URLs = d.RemainingArgs()
+		if len(c.URLs) == 0 {
+			return d.Errf("voipnow_pce: cache redis needs at least one redis:// or rediss:// URL")
+		}
+	default:
+		return d.Errf("voipnow_pce: cache: unknown type '%s' (use memory or redis)", c.Type)
+	}
+	seen := map[string]bool{}
+	for nesting := d.Nesting(); d.NextBlock(nesting); {
+		name := d.Val()
+		if c.Type != "redis" {
+			return d.Errf("voipnow_pce: cache memory takes no block")
+		}
+		if seen[name] {
+			return d.Errf("voipnow_pce: cache: '%s' given twice", name)
+		}
+		seen[name] = true
+		var err error
+		switch name {
+		case "master_name":
+			err = oneString(d, &c.MasterName)
+		case "timeout":
+			err = oneDuration(d, &c.Timeout)
+		case "key_prefix":
+			err = oneString(d, &c.KeyPrefix)
+		default:
+			return d.Errf("unrecognized voipnow_pce cache subdirective '%s'", name)
+		}
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// The argument readers below name the subdirective in every error.
+
+func oneString(d *caddyfile.Dispenser, dst *string) error {
+	name := d.Val()
+	if !d.NextArg() {
+		return d.Errf("voipnow_pce: %s needs one argument", name)
+	}
+	*dst = d.Val()
+	if d.NextArg() {
+		return d.Errf("voipnow_pce: %s takes one argument", name)
+	}
+	return nil
+}
+
+func someStrings(d *caddyfile.Dispenser, dst *[]string) error {
+	name := d.Val()
+	*dst = d.RemainingArgs()
+	if len(*dst) == 0 {
+		return d.Errf("voipnow_pce: %s needs at least one argument", name)
+	}
+	return nil
+}
+
+func oneInt(d *caddyfile.Dispenser, dst *int) error {
+	name := d.Val()
+	var s string
+	if err := oneString(d, &s); err != nil {
+		return err
+	}
+	n, err := strconv.Atoi(s)
+	if err != nil {
+		return d.Errf("voipnow_pce: %s: '%s' is not a whole number", name, s)
+	}
+	*dst = n
+	return nil
+}
+
+func oneDuration(d *caddyfile.Dispenser, dst *caddy.Duration) error {
+	name := d.Val()
+	var s string
+	if err := oneString(d, &s); err != nil {
+		return err
+	}
+	dur, err := caddy.ParseDuration(s)
+	if err != nil {
+		return d.Errf("voipnow_pce: %s: '%s' is not a duration (e.g. 10s, 5m)", name, s)
+	}
+	if dur <= 0 {
+		return d.Errf("voipnow_pce: %s: must be positive", name)
+	}
+	*dst = caddy.Duration(dur)
+	return nil
+}
+
+func oneSize(d *caddyfile.Dispenser, dst *int64) error {
+	name := d.Val()
+	var s string
+	if err := oneString(d, &s); err != nil {
+		return err
+	}
+	n, err := humanize.ParseBytes(s)
+	if err != nil || n == 0 || n > 1<<30 {
+		return d.Errf("voipnow_pce: %s: '%s' is not a size between 1B and 1GiB (e.g. 64KiB)", name, s)
+	}
+	*dst = int64(n)
+	return nil
+}
+
+// Interface guards
+var _ caddyfile.Unmarshaler = (*Handler)(nil)

@@ -1,0 +1,118 @@
+package caddymodule
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
+	"github.com/caddyserver/caddy/v2/caddytest"
+)
+
+// Each testdata/caddyfile_adapt/*.caddyfiletest is a Caddyfile, a line of
+// dashes, and the JSON it must adapt to.
+func TestCaddyfileAdapt(t *testing.T) {
+	files, err := filepath.Glob("../testdata/caddyfile_adapt/*.caddyfiletest")
+	if err != nil || len(files) == 0 {
+		t.Fatalf("no adapt cases found (%v)", err)
+	}
+	for _, f := range files {
+		data, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		caddyfileText, jsonText, ok := strings.Cut(string(data), "\n----------\n")
+		if !ok {
+			t.Fatalf("%s: no ---------- separator", f)
+		}
+		t.Run(filepath.Base(f), func(t *testing.T) {
+			if !caddytest.CompareAdapt(t, f, caddyfileText, "caddyfile", strings.TrimRight(jsonText, "\n")) {
+				t.Error("adapted JSON differs")
+			}
+		})
+	}
+}
+
+// A wrong Caddyfile is refused while it is read, naming the subdirective.
+func TestCaddyfileErrors(t *testing.T) {
+	for _, tc := range []struct{ input, want string }{
+		{"voipnow_pce {\n bogus 1\n}", "unrecognized voipnow_pce subdirective 'bogus'"},
+		{"voipnow_pce {\n max_ttl\n}", "max_ttl needs one argument"},
+		{"voipnow_pce {\n max_ttl 5m 6m\n}", "max_ttl takes one argument"},
+		{"voipnow_pce {\n max_ttl soon\n}", "max_ttl: 'soon' is not a duration"},
+		{"voipnow_pce {\n negative_ttl -1s\n}", "negative_ttl: must be positive"},
+		{"voipnow_pce {\n id_max_length many\n}", "id_max_length: 'many' is not a whole number"},
+		{"voipnow_pce {\n max_body lots\n}", "max_body: 'lots' is not a size"},
+		{"voipnow_pce {\n required_scopes\n}", "required_scopes needs at least one argument"},
+		{"voipnow_pce {\n client_id a\n client_id b\n}", "'client_id' given twice"},
+		{"voipnow_pce {\n allow_private_urls yes\n}", "wrong argument count"},
+		{"voipnow_pce {\n cache disk\n}", "cache: unknown type 'disk'"},
+		{"voipnow_pce {\n cache redis\n}", "cache redis needs at least one"},
+		{"voipnow_pce {\n cache memory redis://x\n}", "cache memory takes no argument"},
+		{"voipnow_pce {\n cache redis redis://x {\n  sentinel y\n }\n}", "unrecognized voipnow_pce cache subdirective 'sentinel'"},
+		{"voipnow_pce extra", "wrong argument count"},
+	} {
+		var h Handler
+		err := h.UnmarshalCaddyfile(caddyfile.NewTestDispenser(tc.input))
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%q: error %v, want one containing %q", tc.input, err, tc.want)
+		}
+	}
+}
+
+// Validate refuses what cannot work, naming the subdirective.
+func TestValidate(t *testing.T) {
+	good := func() *Handler {
+		h := &Handler{IntrospectionURL: "http://127.0.0.1:1/introspect", ClientID: "gateway"}
+		h.setDefaults()
+		return h
+	}
+	if err := good().Validate(); err != nil {
+		t.Fatalf("good config refused: %v", err)
+	}
+	for _, tc := range []struct {
+		change func(*Handler)
+		want   string
+	}{
+		{func(h *Handler) { h.IntrospectionURL = "" }, "introspection_url: is required"},
+		{func(h *Handler) { h.IntrospectionURL = "ftp://x/" }, "introspection_url: must be an absolute http"},
+		{func(h *Handler) { h.ClientID = "" }, "client_id: is required"},
+		{func(h *Handler) { h.IDMaxLength = 1025 }, "id_max_length"},
+		{func(h *Handler) { h.IDMinLength, h.IDMaxLength = 10, 5 }, "id_max_length"},
+		{func(h *Handler) { h.MaxBody = 1 }, "max_body"},
+		{func(h *Handler) { h.Cache = &CacheConfig{Type: "redis", Timeout: 1} }, "cache: redis needs at least one"},
+		{func(h *Handler) { h.Cache = &CacheConfig{Type: "redis", URLs: []string{"http://x"}, Timeout: 1} }, "cache: redis URL must look like"},
+		{func(h *Handler) { h.CacheSize = -2 }, "cache_size"},
+	} {
+		h := good()
+		tc.change(h)
+		err := h.Validate()
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("error %v, want one containing %q", err, tc.want)
+		}
+	}
+}
+
+// Caddy itself refuses a wrong configuration at load, with the
+// subdirective's name in the message.
+func TestLoadRefusesBadConfig(t *testing.T) {
+	caddytest.AssertLoadError(t, `{
+	admin `+adminAddr+`
+}
+http://127.0.0.1:1 {
+	voipnow_pce {
+		client_id gateway
+	}
+}`, "caddyfile", "introspection_url: is required")
+	caddytest.AssertLoadError(t, `{
+	admin `+adminAddr+`
+}
+http://127.0.0.1:1 {
+	voipnow_pce {
+		introspection_url http://127.0.0.1:1/i
+		client_id gateway
+		event_types 0 x/y
+	}
+}`, "caddyfile", "event_types")
+}

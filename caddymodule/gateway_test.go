@@ -1,0 +1,285 @@
+package caddymodule
+
+import (
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+)
+
+const (
+	pagePath   = "/uapi/extensions/@me/0003*210/phoneCallEvents/0/NqeyDRqo4FtabmFj8gNWq3hsiGNYyq"
+	pageBody   = "{\n  \"method\": \"1\",\n  \"note\": \"I want to use POST for my event\"\n}"
+	canonBody  = `{"method":"1","note":"I want to use POST for my event"}`
+	goodToken  = "tok-good.123"
+	userToken  = "tok-user-42"
+	adminToken = "tok-admin"
+)
+
+func grantAll(s *stack) {
+	s.idp.grant(goodToken, "uapi", "1001")
+	s.idp.grant(userToken, "uapi", "42")
+	s.idp.grant(adminToken, "uapi uapi.admin", "1")
+}
+
+// The page's example goes through: the backend gets the canonical request
+// and the client gets the backend's answer unchanged.
+func TestPageExampleIsForwarded(t *testing.T) {
+	s := newStack(t, "")
+	grantAll(s)
+	// The page's example misspells the header "Content Type"; send none.
+	res := s.put(pagePath, goodToken, pageBody, "X-Custom: kept")
+	got := s.expectForwarded(res)
+	if res.Status != http.StatusOK || res.Body != pageAnswer || res.Header.Get("X-Backend") != "legacy" {
+		t.Errorf("client got %d %q, want the backend's answer unchanged", res.Status, res.Body)
+	}
+	if got.Method != http.MethodPut || got.RequestURI != pagePath {
+		t.Errorf("backend got %s %s, want PUT %s", got.Method, got.RequestURI, pagePath)
+	}
+	jsonEqual(t, got.Body, canonBody)
+	if ct := got.Header.Get("Content-Type"); ct != "application/json" {
+		t.Errorf("backend Content-Type %q", ct)
+	}
+	if cl := got.Header.Get("Content-Length"); cl != "" && cl != "55" {
+		t.Errorf("backend Content-Length %q, want %d", cl, len(canonBody))
+	}
+	if a := got.Header.Get("Authorization"); a != "Bearer "+goodToken {
+		t.Errorf("backend Authorization %q", a)
+	}
+	if got.Header.Get("X-Custom") != "kept" {
+		t.Error("other headers must reach the backend as received")
+	}
+}
+
+// The backend's 204 and its own errors go back unchanged.
+func TestBackendAnswersPassUnchanged(t *testing.T) {
+	s := newStack(t, "")
+	grantAll(s)
+	s.backend.answer(http.StatusNoContent, "", "")
+	res := s.put(pagePath, goodToken, `{}`)
+	s.expectForwarded(res)
+	if res.Status != http.StatusNoContent || res.Body != "" {
+		t.Errorf("got %d %q, want 204 with no body", res.Status, res.Body)
+	}
+	legacy := `{"error":{"code":"extension_invalid","message":"from the backend"}}`
+	s.backend.answer(http.StatusBadRequest, "application/json", legacy)
+	res = s.put(pagePath, goodToken, `{}`)
+	s.expectForwarded(res)
+	if res.Status != http.StatusBadRequest || res.Body != legacy {
+		t.Errorf("got %d %q, want the backend's own error", res.Status, res.Body)
+	}
+}
+
+// The URI as the backend sees it: one trailing slash dropped, escapes
+// decoded once, the canonical spelling.
+func TestCanonicalPath(t *testing.T) {
+	s := newStack(t, "")
+	grantAll(s)
+	for _, tc := range []struct{ sent, want string }{
+		{pagePath + "/", pagePath},
+		{"/uapi/extensions/%40me/0003%2A210/phoneCallEvents/0/NqeyDRqo4FtabmFj8gNWq3hsiGNYyq", pagePath},
+		{"/uapi/extensions/@me/0003*210/phonecallevents/0/MyPhoneCallEvent", "/uapi/extensions/@me/0003*210/phoneCallEvents/0/MyPhoneCallEvent"},
+		{"/uapi/extensions/@viewer/210/phoneCallEvents/2/abc?x=1&y=2", "/uapi/extensions/@viewer/210/phoneCallEvents/2/abc?x=1&y=2"},
+	} {
+		res := s.put(tc.sent, goodToken, `{}`)
+		got := s.expectForwarded(res)
+		if got.RequestURI != tc.want {
+			t.Errorf("sent %s: backend got %s, want %s", tc.sent, got.RequestURI, tc.want)
+		}
+	}
+}
+
+// Authentication comes first and answers 401 with WWW-Authenticate.
+func TestAuthentication(t *testing.T) {
+	s := newStack(t, "")
+	grantAll(s)
+	s.idp.set("tok-inactive", map[string]any{"active": false})
+	s.idp.set("tok-expired", map[string]any{"active": true, "scope": "uapi", "sub": "1001", "exp": time.Now().Add(-time.Minute).Unix()})
+
+	res := s.put(pagePath, "", pageBody)
+	s.expectError(res, http.StatusUnauthorized, "access_denied")
+	if h := res.Header.Get("WWW-Authenticate"); h != `Bearer realm="uapi"` {
+		t.Errorf("WWW-Authenticate %q without a token", h)
+	}
+	for _, auth := range []string{
+		"Authorization: Bearer tok-unknown",
+		"Authorization: Bearer tok-inactive",
+		"Authorization: Bearer tok-expired",
+		"Authorization: Bearer ",
+		"Authorization: Bearer bad token",
+	} {
+		res := s.put(pagePath, "", pageBody, auth)
+		s.expectError(res, http.StatusUnauthorized, "access_denied")
+		if h := res.Header.Get("WWW-Authenticate"); h != `Bearer realm="uapi", error="invalid_token"` {
+			t.Errorf("%s: WWW-Authenticate %q", auth, h)
+		}
+	}
+	// A bad URI without a token is still 401: authentication wins.
+	res = s.put("/uapi/extensions/@self/0003*210/phoneCallEvents/9/x", "", pageBody)
+	s.expectError(res, http.StatusUnauthorized, "access_denied")
+}
+
+// The legacy query parameter carries the token; the gateway moves it into
+// the Authorization header and out of the query.
+func TestQueryToken(t *testing.T) {
+	s := newStack(t, "")
+	grantAll(s)
+	res := s.put(pagePath+"?a=1&accessRequestToken=Bearer%20"+goodToken+"&b=2", "", pageBody)
+	got := s.expectForwarded(res)
+	if got.RequestURI != pagePath+"?a=1&b=2" {
+		t.Errorf("backend got %s: the token must leave the query", got.RequestURI)
+	}
+	if a := got.Header.Get("Authorization"); a != "Bearer "+goodToken {
+		t.Errorf("backend Authorization %q", a)
+	}
+	res = s.put(pagePath+"?accessRequestToken=Bearer+"+goodToken, "", pageBody)
+	if got := s.expectForwarded(res); got.RequestURI != pagePath {
+		t.Errorf("backend got %s", got.RequestURI)
+	}
+	res = s.put(pagePath+"?accessRequestToken=Bearer%20nope", "", pageBody)
+	s.expectError(res, http.StatusUnauthorized, "access_denied")
+}
+
+// Every URI check with its documented code; nothing reaches the backend.
+func TestURIErrors(t *testing.T) {
+	s := newStack(t, "")
+	grantAll(s)
+	for _, tc := range []struct{ path, code string }{
+		{"/uapi/extensions/me/0003*210/phoneCallEvents/0/abc", "user_invalid"},
+		{"/uapi/extensions/12a/0003*210/phoneCallEvents/0/abc", "user_invalid"},
+		{"/uapi/extensions/@me/@self/phoneCallEvents/0/abc", "extension_invalid"},
+		{"/uapi/extensions/@me/***/phoneCallEvents/0/abc", "extension_invalid"},
+		{"/uapi/extensions/@me/0003*210/phoneCallEvents/3/abc", "pce_type_invalid"},
+		{"/uapi/extensions/@me/0003*210/phoneCallEvents/0/" + strings.Repeat("a", 33), "pce_id_invalid"},
+		{"/uapi/extensions/@me/0003*210/phoneCallEvents/0/a-b", "pce_id_invalid"},
+		{"/uapi/extensions/@me/0003*210/phoneCallEvents/0/a%2Fb", "pce_id_invalid"},
+		{"/uapi/extensions/@me/0003*210/phoneCallEvents/0/abc//", "pce_id_invalid"},
+		{"/uapi/extensions/@me/0003*210/phoneCallEvents/0/%00", "pce_id_invalid"},
+		{"/uapi/extensions/@me/../0003*210/phoneCallEvents/0/abc", "extension_invalid"},
+		{"/uapi/extensions/../@me/0003*210/phoneCallEvents/0/abc", "user_invalid"},
+		{"/uapi/extensions/./0003*210/phoneCallEvents/0/abc", "user_invalid"},
+		{"//uapi/extensions/@me/0003*210/phoneCallEvents/0/abc", "user_invalid"},
+		{"/uapi/extensions/@me/0003*210/phoneCallEvents%2F0/abc", "pce_type_invalid"},
+		{"/uapi/extensions/@me//phoneCallEvents/0/abc", "extension_invalid"},
+	} {
+		res := s.put(tc.path, goodToken, `{}`)
+		s.expectError(res, http.StatusBadRequest, tc.code)
+	}
+	// Boundaries of the id: 32 passes.
+	res := s.put("/uapi/extensions/@me/210/phoneCallEvents/0/"+strings.Repeat("a", 32), goodToken, `{}`)
+	s.expectForwarded(res)
+}
+
+// Scopes, the user claim and admin scopes are checked on every request.
+func TestAuthorization(t *testing.T) {
+	s := newStack(t, "")
+	grantAll(s)
+	s.idp.grant("tok-noscope", "other", "1001")
+
+	s.expectError(s.put(pagePath, "tok-noscope", `{}`), http.StatusBadRequest, "pce_access_denied")
+	s.expectError(s.put("/uapi/extensions/43/210/phoneCallEvents/0/abc", userToken, `{}`), http.StatusBadRequest, "pce_access_denied")
+	if got := s.expectForwarded(s.put("/uapi/extensions/42/210/phoneCallEvents/0/abc", userToken, `{}`)); got.RequestURI != "/uapi/extensions/42/210/phoneCallEvents/0/abc" {
+		t.Errorf("backend got %s", got.RequestURI)
+	}
+	s.expectForwarded(s.put("/uapi/extensions/43/210/phoneCallEvents/0/abc", adminToken, `{}`))
+	for _, self := range []string{"@me", "@viewer", "@owner"} {
+		got := s.expectForwarded(s.put("/uapi/extensions/"+self+"/210/phoneCallEvents/1/abc", userToken, `{}`))
+		if !strings.Contains(got.RequestURI, "/"+self+"/") {
+			t.Errorf("%s must be forwarded as written, got %s", self, got.RequestURI)
+		}
+	}
+}
+
+// Payload checks, with the documented codes and the canonical body.
+func TestPayload(t *testing.T) {
+	s := newStack(t, "max_body 1KiB")
+	grantAll(s)
+	for _, tc := range []struct{ body, code string }{
+		{`{"type":"1"}`, "pce_type_invalid"},
+		{`{"id":"other"}`, "pce_id_invalid"},
+		{`{"method":"PUT"}`, "pce_method_invalid"},
+		{`{"method":null}`, "pce_method_invalid"},
+		{`{"note":5}`, "pce_note_invalid"},
+		{`{"url":"ftp://x.example/"}`, "pce_url_invalid"},
+		{`{"url":"http://127.0.0.1/hook"}`, "pce_url_invalid"},
+		{`{"url":"http://169.254.169.254/latest"}`, "pce_url_invalid"},
+		{`{"status":"enabled"}`, "pce_status_invalid"},
+		{`{"status":2,"method":9}`, "pce_method_invalid"},
+		{`{"method":"1","method":"0"}`, "payload_invalid"},
+		{`[1]`, "payload_invalid"},
+		{`{"note":"a"`, "payload_invalid"},
+		{"{\"note\":\"\xff\"}", "payload_invalid"},
+		{``, "payload_invalid"},
+	} {
+		s.expectError(s.put(pagePath, goodToken, tc.body), http.StatusBadRequest, tc.code)
+	}
+	s.expectError(s.put(pagePath, goodToken, `{"note":"`+strings.Repeat("x", 1100)+`"}`), http.StatusRequestEntityTooLarge, "payload_too_large")
+
+	res := s.put(pagePath, goodToken, `{"status":1,"links":{"self":"x"},"modified":"2012","url":"https://hooks.example.com/a","method":"post","type":0,"id":"NqeyDRqo4FtabmFj8gNWq3hsiGNYyq","extra":true}`)
+	got := s.expectForwarded(res)
+	jsonEqual(t, got.Body, `{"type":"0","id":"NqeyDRqo4FtabmFj8gNWq3hsiGNYyq","method":"1","url":"https://hooks.example.com/a","status":"1"}`)
+}
+
+// allow_private_urls lets webhooks point inside.
+func TestAllowPrivateURLs(t *testing.T) {
+	s := newStack(t, "allow_private_urls")
+	grantAll(s)
+	got := s.expectForwarded(s.put(pagePath, goodToken, `{"url":"http://10.1.2.3:8080/hook"}`))
+	jsonEqual(t, got.Body, `{"url":"http://10.1.2.3:8080/hook"}`)
+}
+
+// Everything that is not the update request passes through untouched.
+func TestPassThrough(t *testing.T) {
+	s := newStack(t, "")
+	for _, tc := range []struct{ method, uri, body string }{
+		{http.MethodGet, pagePath, ""},
+		{http.MethodPost, "/uapi/extensions/@me/0003*210/phoneCallEvents/0", `{"method":"1","method":"0"}`},
+		{http.MethodPut, "/uapi/extensions/@me/0003*210/presence", `not json`},
+		{http.MethodPut, "/other/extensions/@me/0003*210/phoneCallEvents/0/x", `{"a":1}`},
+		{http.MethodDelete, "/uapi/extensions/@me/0003%2A210/phoneCallEvents/0/x?accessRequestToken=Bearer%20abc", ""},
+	} {
+		res := s.do(tc.method, tc.uri, tc.body)
+		got := s.expectForwarded(res)
+		if got.Method != tc.method || got.RequestURI != tc.uri || string(got.Body) != tc.body {
+			t.Errorf("%s %s %q reached the backend as %s %s %q", tc.method, tc.uri, tc.body, got.Method, got.RequestURI, got.Body)
+		}
+		if res.Status != http.StatusOK || res.Body != pageAnswer {
+			t.Errorf("%s %s: client got %d", tc.method, tc.uri, res.Status)
+		}
+	}
+	if n := s.idp.calls.Load(); n != 0 {
+		t.Errorf("pass-through requests made %d introspection calls", n)
+	}
+}
+
+// No answer from the introspection endpoint is never "allowed".
+func TestIntrospectionDown(t *testing.T) {
+	s := newStack(t, "")
+	grantAll(s)
+	s.idp.mode.Store(idpFail)
+	res := s.put(pagePath, goodToken, pageBody)
+	s.expectError(res, http.StatusServiceUnavailable, "service_unavailable")
+	if res.Header.Get("Retry-After") == "" {
+		t.Error("503 without Retry-After")
+	}
+	s.idp.mode.Store(idpHang)
+	start := time.Now()
+	s.expectError(s.put(pagePath, userToken, pageBody), http.StatusServiceUnavailable, "service_unavailable")
+	if time.Since(start) > 3*time.Second {
+		t.Errorf("a hanging endpoint held the request %v, past the 300ms timeout", time.Since(start))
+	}
+	// Errors are not cached: the endpoint back, the token works.
+	s.idp.mode.Store(idpAnswer)
+	s.expectForwarded(s.put(pagePath, goodToken, pageBody))
+}
+
+// A backend that cannot be reached is 502 backend_unavailable.
+func TestBackendDown(t *testing.T) {
+	idp := newIdP(t)
+	idp.grant(goodToken, "uapi", "1001")
+	port := freePort(t)
+	dead := freePort(t)
+	tester := newTesterFor(t, gatewayConfig(port, idp.url(), "127.0.0.1:"+itoa(dead), ""))
+	s := &stack{t: t, tester: tester, idp: idp, backend: &recorder{}, base: "http://127.0.0.1:" + itoa(port)}
+	s.expectError(s.put(pagePath, goodToken, pageBody), http.StatusBadGateway, "backend_unavailable")
+}

@@ -1,0 +1,279 @@
+package caddymodule
+
+import (
+	"bytes"
+	"errors"
+	"io"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
+
+	"github.com/voipnow-pce/caddy-voipnow-pce/caddymodule/introspect"
+	"github.com/voipnow-pce/caddy-voipnow-pce/caddymodule/pce"
+)
+
+// tokenParam is the legacy query parameter that may carry the token.
+const tokenParam = "accessRequestToken"
+
+// ServeHTTP intercepts the phoneCallEvents update request and passes every
+// other request to next untouched. The checks run in the contract's order:
+// authenticate, check the URI, authorize, check and normalize the payload,
+// forward.
+func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler) error {
+	if r.Method != http.MethodPut {
+		return next.ServeHTTP(w, r)
+	}
+	route, onRoute, uriErr := h.router.Match(r.URL.EscapedPath())
+	if !onRoute {
+		return next.ServeHTTP(w, r)
+	}
+	return h.serveRoute(w, r, next, route, uriErr)
+}
+
+func (h *Handler) serveRoute(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler, route pce.Route, uriErr *pce.Error) (err error) {
+	tw := &trackingWriter{ResponseWriterWrapper: &caddyhttp.ResponseWriterWrapper{ResponseWriter: w}}
+	defer func() {
+		if p := recover(); p != nil {
+			if p == http.ErrAbortHandler {
+				panic(p)
+			}
+			h.logger.Error("voipnow_pce: unexpected failure", zap.Any("panic", p))
+			if !tw.wrote {
+				h.reject(tw, pce.ErrInternal)
+			}
+			err = nil
+		}
+	}()
+
+	// 1. Authenticate.
+	token, fromQuery, claims, authErr := h.authenticate(r)
+	if authErr != nil {
+		return h.reject(tw, authErr)
+	}
+	// 2. The URI fragment.
+	if uriErr != nil {
+		return h.reject(tw, uriErr)
+	}
+	// 3. Authorize, on every request: the caches hold answers, not decisions.
+	if e := h.policy.Authorize(route, claims.Scopes, claims.User); e != nil {
+		return h.reject(tw, e)
+	}
+	setUserPlaceholders(r, claims)
+	// 4. The payload.
+	body, e := h.normalizedPayload(r, route)
+	if e != nil {
+		return h.reject(tw, e)
+	}
+	defer putBuffer(body)
+	// 5. Forward the canonical request.
+	h.canonicalize(r, route, token, fromQuery, body.out)
+	countDecision("forwarded")
+	if err := next.ServeHTTP(tw, r); err != nil {
+		if tw.wrote {
+			return err
+		}
+		if c := h.logger.Check(zapcore.ErrorLevel, "voipnow_pce: backend unavailable"); c != nil {
+			c.Write(zap.Error(err))
+		}
+		countDecision(pce.ErrBackendUnavailable.Code)
+		h.writeError(tw, pce.ErrBackendUnavailable)
+	}
+	return nil
+}
+
+// authenticate finds the token and looks it up. A failure is the
+// documented error: 401 for a missing or bad token, 503 when the
+// introspection endpoint gives no answer.
+func (h *Handler) authenticate(r *http.Request) (token string, fromQuery bool, claims *introspect.Claims, e *pce.Error) {
+	var queryTokens []string
+	if strings.Contains(r.URL.RawQuery, tokenParam) {
+		queryTokens = r.URL.Query()[tokenParam]
+	}
+	token, fromQuery, given, ok := pce.ExtractToken(r.Header.Values("Authorization"), queryTokens)
+	if !ok {
+		return "", false, nil, authError(given)
+	}
+	claims, err := h.lookup.Introspect(r.Context(), token)
+	if err != nil {
+		if c := h.logger.Check(zapcore.WarnLevel, "voipnow_pce: token could not be checked"); c != nil {
+			c.Write(zap.String("token", h.shared.cache.Fingerprint(token)), zap.Error(err))
+		}
+		if errors.Is(err, introspect.ErrUnavailable) {
+			return "", false, nil, pce.ErrServiceUnavailable
+		}
+		return "", false, nil, pce.ErrInternal
+	}
+	if !claims.Valid(time.Now()) {
+		return "", false, nil, authError(true)
+	}
+	return token, fromQuery, claims, nil
+}
+
+// errInvalidToken is access_denied for a request that presented a token.
+var errInvalidToken = &pce.Error{Status: pce.ErrAccessDenied.Status, Code: pce.ErrAccessDenied.Code, Message: pce.ErrAccessDenied.Message}
+
+func authError(given bool) *pce.Error {
+	if given {
+		return errInvalidToken
+	}
+	return pce.ErrAccessDenied
+}
+
+// normalizedPayload reads at most MaxBody bytes and returns the canonical
+// body in a pooled buffer, to be released with putBuffer once the next
+// handler is done with it.
+func (h *Handler) normalizedPayload(r *http.Request, route pce.Route) (*payloadBuf, *pce.Error) {
+	if r.ContentLength > h.maxBody {
+		return nil, pce.ErrPayloadTooLarge
+	}
+	pb := bufPool.Get().(*payloadBuf)
+	if r.Body != nil {
+		n, err := pb.in.ReadFrom(io.LimitReader(r.Body, h.maxBody+1))
+		if n > h.maxBody {
+			putBuffer(pb)
+			return nil, pce.ErrPayloadTooLarge
+		}
+		if err != nil {
+			putBuffer(pb)
+			return nil, pce.ErrPayloadInvalid
+		}
+	}
+	out, e := pce.AppendNormalized(pb.out[:0], pb.in.Bytes(), route, h.payloadRules)
+	if e != nil {
+		putBuffer(pb)
+		return nil, e
+	}
+	pb.out = out
+	return pb, nil
+}
+
+// canonicalize turns r into the request the backend sees: canonical path,
+// the token in the Authorization header, the canonical JSON body.
+func (h *Handler) canonicalize(r *http.Request, route pce.Route, token string, fromQuery bool, body []byte) {
+	path := h.router.CanonicalPath(route)
+	r.URL.Path, r.URL.RawPath = path, path
+	if fromQuery || strings.Contains(r.URL.RawQuery, tokenParam) {
+		r.URL.RawQuery = withoutParam(r.URL.RawQuery, tokenParam)
+		r.URL.ForceQuery = false
+	}
+	if fromQuery {
+		r.Header.Set("Authorization", "Bearer "+token)
+	}
+	r.Header.Set("Content-Type", "application/json")
+	r.Header.Set("Content-Length", strconv.Itoa(len(body)))
+	r.Header.Del("Content-Encoding")
+	r.Header.Del("Transfer-Encoding")
+	r.Header.Del("Expect")
+	r.TransferEncoding = nil
+	r.ContentLength = int64(len(body))
+	r.Body = io.NopCloser(bytes.NewReader(body))
+	r.GetBody = func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(body)), nil }
+}
+
+// withoutParam removes every name=value pair of the query that is named
+// name (also percent-encoded), keeping the rest as the client wrote it.
+func withoutParam(rawQuery, name string) string {
+	var b strings.Builder
+	for pair := range strings.SplitSeq(rawQuery, "&") {
+		key, _, _ := strings.Cut(pair, "=")
+		if key == name {
+			continue
+		}
+		if k, err := url.QueryUnescape(key); err == nil && k == name {
+			continue
+		}
+		if b.Len() > 0 {
+			b.WriteByte('&')
+		}
+		b.WriteString(pair)
+	}
+	return b.String()
+}
+
+// reject answers with e and counts the decision.
+func (h *Handler) reject(w http.ResponseWriter, e *pce.Error) error {
+	countDecision(e.Code)
+	h.writeError(w, e)
+	return nil
+}
+
+// writeError writes the legacy API's error body for e.
+func (h *Handler) writeError(w http.ResponseWriter, e *pce.Error) {
+	hdr := w.Header()
+	hdr.Set("Content-Type", "application/json")
+	hdr.Set("Cache-Control", "no-store")
+	hdr.Set("Content-Length", strconv.Itoa(len(e.Body())))
+	switch e {
+	case pce.ErrAccessDenied:
+		hdr.Set("WWW-Authenticate", `Bearer realm="uapi"`)
+	case errInvalidToken:
+		hdr.Set("WWW-Authenticate", h.wwwAuthInvalid)
+	case pce.ErrServiceUnavailable:
+		hdr.Set("Retry-After", defaultRetryAfter)
+	}
+	w.WriteHeader(e.Status)
+	_, _ = w.Write(e.Body())
+}
+
+// setUserPlaceholders publishes the caller's identity the way caddyauth
+// does, for access logs and header_up.
+func setUserPlaceholders(r *http.Request, claims *introspect.Claims) {
+	repl, ok := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer)
+	if !ok {
+		return
+	}
+	repl.Set("http.auth.user.id", claims.User)
+	repl.Set("http.auth.user.scope", strings.Join(claims.Scopes, " "))
+}
+
+// trackingWriter remembers whether the next handler began its answer, so a
+// failure before that can still be answered with backend_unavailable.
+type trackingWriter struct {
+	*caddyhttp.ResponseWriterWrapper
+	wrote bool
+}
+
+func (t *trackingWriter) WriteHeader(status int) {
+	if status >= 200 || status == http.StatusSwitchingProtocols {
+		t.wrote = true
+	}
+	t.ResponseWriterWrapper.WriteHeader(status)
+}
+
+func (t *trackingWriter) Write(b []byte) (int, error) {
+	t.wrote = true
+	return t.ResponseWriterWrapper.Write(b)
+}
+
+func (t *trackingWriter) ReadFrom(r io.Reader) (int64, error) {
+	t.wrote = true
+	return t.ResponseWriterWrapper.ReadFrom(r)
+}
+
+// payloadBuf holds one request's body as received and as forwarded.
+type payloadBuf struct {
+	in  bytes.Buffer
+	out []byte
+}
+
+var bufPool = sync.Pool{New: func() any { return new(payloadBuf) }}
+
+func putBuffer(pb *payloadBuf) {
+	if pb == nil || pb.in.Cap() > 1<<20 || cap(pb.out) > 1<<20 {
+		return
+	}
+	pb.in.Reset()
+	pb.out = pb.out[:0]
+	bufPool.Put(pb)
+}
+
+// Interface guards
+var _ caddyhttp.MiddlewareHandler = (*Handler)(nil)

@@ -1,0 +1,92 @@
+package caddymodule
+
+import (
+	"errors"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// The gateway's metrics. Label values come from small fixed sets (an error
+// code, a tier, an outcome), never a token, a user or an address.
+var metrics = struct {
+	once          sync.Once
+	decisions     *prometheus.CounterVec
+	lookups       *prometheus.CounterVec
+	introspection *prometheus.HistogramVec
+	redisErrors   *prometheus.CounterVec
+	breakerOpen   prometheus.Gauge
+}{}
+
+func initMetrics() {
+	metrics.once.Do(func() {
+		const ns, sub = "caddy", "voipnow_pce"
+		metrics.decisions = prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: ns, Subsystem: sub, Name: "requests_total",
+			Help: "phoneCallEvents update requests by decision: forwarded, or the error code answered.",
+		}, []string{"code"})
+		metrics.lookups = prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: ns, Subsystem: sub, Name: "cache_lookups_total",
+			Help: "Token cache lookups by tier (memory, redis) and result (hit, miss, negative, stale, coalesced).",
+		}, []string{"tier", "result"})
+		metrics.introspection = prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Namespace: ns, Subsystem: sub, Name: "introspection_duration_seconds",
+			Help:    "Calls to the introspection endpoint by outcome (active, inactive, error); the count is the number of calls.",
+			Buckets: []float64{.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5},
+		}, []string{"outcome"})
+		metrics.redisErrors = prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: ns, Subsystem: sub, Name: "redis_errors_total",
+			Help: "Failed Redis operations by operation.",
+		}, []string{"op"})
+		metrics.breakerOpen = prometheus.NewGauge(prometheus.GaugeOpts{
+			Namespace: ns, Subsystem: sub, Name: "redis_breaker_open",
+			Help: "1 while the Redis circuit breaker is open (Redis skipped), else 0.",
+		})
+	})
+}
+
+// registerMetrics adds the gateway's collectors to a config's registry;
+// Caddy makes a new registry on each reload, and several handlers may
+// register into one.
+func registerMetrics(reg *prometheus.Registry) {
+	initMetrics()
+	if reg == nil {
+		return
+	}
+	for _, c := range []prometheus.Collector{metrics.decisions, metrics.lookups, metrics.introspection, metrics.redisErrors, metrics.breakerOpen} {
+		if err := reg.Register(c); err != nil {
+			var are prometheus.AlreadyRegisteredError
+			if !errors.As(err, &are) {
+				panic(err)
+			}
+		}
+	}
+}
+
+func countDecision(code string) {
+	metrics.decisions.WithLabelValues(code).Inc()
+}
+
+// metricsObserver feeds the token cache's events into the metrics.
+type metricsObserver struct{}
+
+func (metricsObserver) Lookup(tier, result string) {
+	metrics.lookups.WithLabelValues(tier, result).Inc()
+}
+
+func (metricsObserver) RedisError(op string) {
+	metrics.redisErrors.WithLabelValues(op).Inc()
+}
+
+func (metricsObserver) BreakerState(open bool) {
+	if open {
+		metrics.breakerOpen.Set(1)
+	} else {
+		metrics.breakerOpen.Set(0)
+	}
+}
+
+func (metricsObserver) Introspection(outcome string, d time.Duration) {
+	metrics.introspection.WithLabelValues(outcome).Observe(d.Seconds())
+}

@@ -1,0 +1,344 @@
+// Package caddymodule is the Caddy shell of the VoipNow phoneCallEvents
+// gateway: the http.handlers.voipnow_pce handler, its Caddyfile directive,
+// the admin.api.voipnow_pce revocation route and the metrics. What the
+// contract means lives in package pce; token introspection in package
+// introspect; the caches in package tokencache.
+package caddymodule
+
+import (
+	"errors"
+	"fmt"
+	"net/url"
+	"strings"
+	"time"
+
+	"github.com/caddyserver/caddy/v2"
+	"go.uber.org/zap"
+
+	"github.com/voipnow-pce/caddy-voipnow-pce/caddymodule/introspect"
+	"github.com/voipnow-pce/caddy-voipnow-pce/caddymodule/pce"
+)
+
+func init() {
+	caddy.RegisterModule(Handler{})
+}
+
+// Defaults of the configuration, as documented on the fields.
+const (
+	defaultBasePath             = "/uapi"
+	defaultUserClaim            = "sub"
+	defaultIDMaxLength          = 32
+	defaultIDMinLength          = 1
+	defaultMaxBody              = 64 << 10
+	defaultIntrospectionTimeout = 2 * time.Second
+	defaultMaxTTL               = 5 * time.Minute
+	defaultNegativeTTL          = 10 * time.Second
+	defaultSkew                 = 5 * time.Second
+	defaultCacheSize            = 100_000
+	defaultRedisTimeout         = 100 * time.Millisecond
+	defaultKeyPrefix            = "voipnow_pce:"
+	defaultRetryAfter           = "5"
+)
+
+var defaultEventTypes = []string{"0", "1", "2"}
+
+// Handler guards the legacy VoipNow UAPI request
+// PUT {base}/extensions/{userId}/{extension}/phoneCallEvents/{eventType}/{eventId}:
+// it authenticates the caller by OAuth 2.0 token introspection (RFC 7662),
+// checks the URI, the caller's rights and the JSON payload, and forwards a
+// canonical request to the next handler (normally reverse_proxy to the
+// legacy backend), or answers itself with the legacy API's error codes.
+// Every other request passes through untouched.
+type Handler struct {
+	// IntrospectionURL is the RFC 7662 introspection endpoint. Required.
+	IntrospectionURL string `json:"introspection_url,omitempty"`
+	// ClientID authenticates the gateway to the introspection endpoint
+	// (client_secret_basic). Required.
+	ClientID string `json:"client_id,omitempty"`
+	// ClientSecret goes with ClientID. Placeholders such as
+	// {env.PCE_CLIENT_SECRET} are resolved when the config is loaded.
+	ClientSecret string `json:"client_secret,omitempty"`
+	// IntrospectionTimeout bounds one introspection call. Default: 2s.
+	IntrospectionTimeout caddy.Duration `json:"introspection_timeout,omitempty"`
+
+	// RequiredScopes must all be carried by the token. Default: none.
+	RequiredScopes []string `json:"required_scopes,omitempty"`
+	// AdminScopes let a token act for any numeric userId (the
+	// Organization and global contexts): one of them is enough. Default: none.
+	AdminScopes []string `json:"admin_scopes,omitempty"`
+	// UserClaim is the introspection claim that holds the token's User-Id.
+	// Default: "sub".
+	UserClaim string `json:"user_claim,omitempty"`
+
+	// BasePath is the API's base path. Default: "/uapi".
+	BasePath string `json:"base_path,omitempty"`
+	// EventTypes are the accepted eventType values. Default: ["0","1","2"].
+	EventTypes []string `json:"event_types,omitempty"`
+	// IDMinLength is the shortest accepted eventId. Default: 1.
+	IDMinLength int `json:"id_min_length,omitempty"`
+	// IDMaxLength is the longest accepted eventId. Default: 32.
+	IDMaxLength int `json:"id_max_length,omitempty"`
+	// MaxBody is the largest accepted payload in bytes. Default: 65536.
+	MaxBody int64 `json:"max_body,omitempty"`
+	// AllowPrivateURLs lets a webhook url point at loopback, private,
+	// link-local or unspecified addresses. Default: false.
+	AllowPrivateURLs bool `json:"allow_private_urls,omitempty"`
+
+	// Cache selects where introspection answers are kept besides the
+	// in-process tier. Default: the in-process tier alone.
+	Cache *CacheConfig `json:"cache,omitempty"`
+	// CacheSize bounds the in-process tier, in tokens. Default: 100000.
+	// -1 turns the in-process tier off (for measurements only).
+	CacheSize int `json:"cache_size,omitempty"`
+	// MaxTTL bounds how long a positive answer is cached; it is never
+	// cached past the token's exp (less Skew). Default: 5m.
+	MaxTTL caddy.Duration `json:"max_ttl,omitempty"`
+	// NegativeTTL is how long an "active": false answer is cached.
+	// Default: 10s.
+	NegativeTTL caddy.Duration `json:"negative_ttl,omitempty"`
+	// Skew is taken off exp when a positive answer's lifetime is computed.
+	// Default: 5s.
+	Skew caddy.Duration `json:"skew,omitempty"`
+	// StaleIfError lets a cached positive answer be used for up to this
+	// long past MaxTTL while the introspection endpoint fails, never past
+	// exp. Default: 0 (off).
+	StaleIfError caddy.Duration `json:"stale_if_error,omitempty"`
+	// KeySecret keys the HMAC-SHA256 that turns tokens into cache keys
+	// (SHA-256 when empty). Placeholders are resolved at load.
+	KeySecret string `json:"key_secret,omitempty"`
+
+	router         *pce.Router
+	policy         pce.Policy
+	payloadRules   pce.PayloadRules
+	maxBody        int64
+	lookup         introspect.Introspector
+	shared         *sharedCache
+	sharedKey      string
+	logger         *zap.Logger
+	wwwAuthInvalid string
+}
+
+// CacheConfig selects the shared cache tier.
+type CacheConfig struct {
+	// Type is "memory" (the in-process tier alone, the default) or "redis".
+	Type string `json:"type,omitempty"`
+	// URLs are redis:// or rediss:// URLs (password and db may be in the
+	// URL; placeholders are resolved at load). Several URLs: a Redis
+	// Cluster, or the Sentinels when MasterName is set.
+	URLs []string `json:"urls,omitempty"`
+	// MasterName turns the URLs into Sentinel addresses for this master.
+	MasterName string `json:"master_name,omitempty"`
+	// Timeout bounds each Redis call. Default: 100ms.
+	Timeout caddy.Duration `json:"timeout,omitempty"`
+	// KeyPrefix starts every Redis key and the revocation channel's name.
+	// Default: "voipnow_pce:".
+	KeyPrefix string `json:"key_prefix,omitempty"`
+}
+
+// CaddyModule returns the Caddy module information.
+func (Handler) CaddyModule() caddy.ModuleInfo {
+	return caddy.ModuleInfo{
+		ID:  "http.handlers.voipnow_pce",
+		New: func() caddy.Module { return new(Handler) },
+	}
+}
+
+// Provision sets the defaults, builds the contract's rules, the
+// introspection client and the caches.
+func (h *Handler) Provision(ctx caddy.Context) error {
+	h.logger = ctx.Logger()
+	h.setDefaults()
+	if err := h.Validate(); err != nil {
+		return err
+	}
+
+	router, err := pce.NewRouter(pce.RouteRules{
+		Base:        h.BasePath,
+		EventTypes:  h.EventTypes,
+		IDMinLength: h.IDMinLength,
+		IDMaxLength: h.IDMaxLength,
+	})
+	if err != nil {
+		return fmt.Errorf("voipnow_pce: %w", err)
+	}
+	h.router = router
+	h.policy = pce.Policy{RequiredScopes: h.RequiredScopes, AdminScopes: h.AdminScopes}
+	h.payloadRules = pce.PayloadRules{AllowPrivateURLs: h.AllowPrivateURLs}
+	h.maxBody = h.MaxBody
+	h.wwwAuthInvalid = `Bearer realm="uapi", error="invalid_token"`
+
+	repl := caddy.NewReplacer()
+	client, err := introspect.NewClient(introspect.Config{
+		Endpoint:     repl.ReplaceKnown(h.IntrospectionURL, ""),
+		ClientID:     repl.ReplaceKnown(h.ClientID, ""),
+		ClientSecret: repl.ReplaceKnown(h.ClientSecret, ""),
+		UserClaim:    h.UserClaim,
+		Timeout:      time.Duration(h.IntrospectionTimeout),
+	})
+	if err != nil {
+		return fmt.Errorf("voipnow_pce: introspection_url: %w", err)
+	}
+
+	registerMetrics(ctx.GetMetricsRegistry())
+
+	shared, key, err := loadSharedCache(ctx, h, client, repl)
+	if err != nil {
+		return fmt.Errorf("voipnow_pce: cache: %w", err)
+	}
+	h.shared, h.sharedKey = shared, key
+	h.lookup = shared.cache
+	return nil
+}
+
+func (h *Handler) setDefaults() {
+	if h.BasePath == "" {
+		h.BasePath = defaultBasePath
+	}
+	if h.UserClaim == "" {
+		h.UserClaim = defaultUserClaim
+	}
+	if len(h.EventTypes) == 0 {
+		h.EventTypes = defaultEventTypes
+	}
+	if h.IDMinLength == 0 {
+		h.IDMinLength = defaultIDMinLength
+	}
+	if h.IDMaxLength == 0 {
+		h.IDMaxLength = defaultIDMaxLength
+	}
+	if h.MaxBody == 0 {
+		h.MaxBody = defaultMaxBody
+	}
+	if h.IntrospectionTimeout == 0 {
+		h.IntrospectionTimeout = caddy.Duration(defaultIntrospectionTimeout)
+	}
+	if h.MaxTTL == 0 {
+		h.MaxTTL = caddy.Duration(defaultMaxTTL)
+	}
+	if h.NegativeTTL == 0 {
+		h.NegativeTTL = caddy.Duration(defaultNegativeTTL)
+	}
+	if h.Skew == 0 {
+		h.Skew = caddy.Duration(defaultSkew)
+	}
+	if h.CacheSize == 0 {
+		h.CacheSize = defaultCacheSize
+	}
+	if h.Cache == nil {
+		h.Cache = &CacheConfig{Type: "memory"}
+	}
+	if h.Cache.Type == "" {
+		h.Cache.Type = "memory"
+	}
+	if h.Cache.Timeout == 0 {
+		h.Cache.Timeout = caddy.Duration(defaultRedisTimeout)
+	}
+	if h.Cache.KeyPrefix == "" {
+		h.Cache.KeyPrefix = defaultKeyPrefix
+	}
+}
+
+// Validate refuses a configuration that cannot work, naming the
+// subdirective at fault.
+func (h *Handler) Validate() error {
+	var errs []error
+	bad := func(field, format string, args ...any) {
+		errs = append(errs, fmt.Errorf("voipnow_pce: %s: %s", field, fmt.Sprintf(format, args...)))
+	}
+	if h.IntrospectionURL == "" {
+		bad("introspection_url", "is required")
+	} else if !strings.Contains(h.IntrospectionURL, "{") {
+		if u, err := url.Parse(h.IntrospectionURL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			bad("introspection_url", "must be an absolute http or https URL, got %q", h.IntrospectionURL)
+		}
+	}
+	if h.ClientID == "" {
+		bad("client_id", "is required")
+	}
+	if h.IntrospectionTimeout < 0 {
+		bad("introspection_timeout", "must be positive")
+	}
+	if !strings.HasPrefix(h.BasePath, "/") || strings.HasSuffix(h.BasePath, "/") || strings.Contains(h.BasePath, "//") {
+		bad("base_path", "must start with / and not end with one, e.g. /uapi; got %q", h.BasePath)
+	}
+	for _, et := range h.EventTypes {
+		if !isAlnum(et) || len(et) > 16 {
+			bad("event_types", "%q is not an event type: use short alphanumeric values such as 0 1 2", et)
+		}
+	}
+	if h.IDMinLength < 1 || h.IDMaxLength < h.IDMinLength || h.IDMaxLength > 1024 {
+		bad("id_max_length", "need 1 <= id_min_length (%d) <= id_max_length (%d) <= 1024", h.IDMinLength, h.IDMaxLength)
+	}
+	if h.MaxBody < 2 {
+		bad("max_body", "must be at least 2 bytes (the size of {})")
+	}
+	if h.MaxTTL < 0 {
+		bad("max_ttl", "must be positive")
+	}
+	if h.NegativeTTL < 0 {
+		bad("negative_ttl", "must be positive")
+	}
+	if h.Skew < 0 {
+		bad("skew", "must not be negative")
+	}
+	if h.StaleIfError < 0 {
+		bad("stale_if_error", "must not be negative")
+	}
+	if h.CacheSize < -1 {
+		bad("cache_size", "must be positive, or -1 to turn the in-process tier off")
+	}
+	switch h.Cache.Type {
+	case "memory":
+		if len(h.Cache.URLs) > 0 {
+			bad("cache", "memory takes no URL")
+		}
+	case "redis":
+		if len(h.Cache.URLs) == 0 {
+			bad("cache", "redis needs at least one redis:// or rediss:// URL")
+		}
+		for _, u := range h.Cache.URLs {
+			if strings.Contains(u, "{") {
+				continue
+			}
+			if p, err := url.Parse(u); err != nil || (p.Scheme != "redis" && p.Scheme != "rediss") || p.Host == "" {
+				bad("cache", "redis URL must look like redis://host:port/db or rediss://..., got a malformed one")
+			}
+		}
+		if h.Cache.Timeout <= 0 {
+			bad("cache", "timeout must be positive")
+		}
+	default:
+		bad("cache", "unknown type %q (use memory or redis)", h.Cache.Type)
+	}
+	return errors.Join(errs...)
+}
+
+func isAlnum(s string) bool {
+	if s == "" {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if !('0' <= c && c <= '9' || 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z') {
+			return false
+		}
+	}
+	return true
+}
+
+// Cleanup releases this configuration's hold on the shared caches and
+// Redis clients; the last holder closes them.
+func (h *Handler) Cleanup() error {
+	if h.sharedKey != "" {
+		_, err := sharedCaches.Delete(h.sharedKey)
+		return err
+	}
+	return nil
+}
+
+// Interface guards
+var (
+	_ caddy.Provisioner  = (*Handler)(nil)
+	_ caddy.Validator    = (*Handler)(nil)
+	_ caddy.CleanerUpper = (*Handler)(nil)
+)
