@@ -14,6 +14,8 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/voipnow-pce/caddy-voipnow-pce/internal/redistest"
+
+	"github.com/voipnow-pce/caddy-voipnow-pce/internal/testservers"
 )
 
 // One token, many requests: one introspection call, sequential or
@@ -24,11 +26,11 @@ func TestOneIntrospectionPerToken(t *testing.T) {
 	for range 20 {
 		s.expectForwarded(s.put(pagePath, goodToken, `{}`))
 	}
-	if n := s.idp.calls.Load(); n != 1 {
+	if n := s.idp.Calls.Load(); n != 1 {
 		t.Errorf("20 sequential requests made %d introspection calls, want 1", n)
 	}
 
-	s.idp.calls.Store(0)
+	s.idp.Calls.Store(0)
 	var wg sync.WaitGroup
 	statuses := make([]int, 64)
 	for i := range statuses {
@@ -40,10 +42,10 @@ func TestOneIntrospectionPerToken(t *testing.T) {
 			t.Errorf("concurrent request %d: status %d", i, st)
 		}
 	}
-	if got := len(s.backend.take()); got != 64 {
+	if got := len(s.backend.Take()); got != 64 {
 		t.Errorf("%d of 64 concurrent requests reached the backend", got)
 	}
-	if n := s.idp.calls.Load(); n != 1 {
+	if n := s.idp.Calls.Load(); n != 1 {
 		t.Errorf("64 concurrent requests with a fresh token made %d introspection calls, want 1", n)
 	}
 }
@@ -52,8 +54,8 @@ func TestOneIntrospectionPerToken(t *testing.T) {
 // site is refused by a strict one sharing the same Redis.
 func TestCacheKeepsAnswersNotDecisions(t *testing.T) {
 	rs := redistest.Start(t)
-	idp, backend := newIdP(t), newRecorder(t)
-	idp.grant(goodToken, "uapi", "1001")
+	idp, backend := testservers.NewIdP(t), testservers.NewBackend(t)
+	idp.Grant(goodToken, "uapi", "1001")
 	lenient, strict := freePort(t), freePort(t)
 	cfg := fmt.Sprintf(`{
 	admin %s
@@ -81,14 +83,14 @@ http://127.0.0.1:%d {
 	}
 	reverse_proxy %s
 }
-`, adminAddr, lenient, idp.url(), rs.URL(), backend.addr, strict, idp.url(), rs.URL(), backend.addr)
+`, adminAddr, lenient, idp.URL(), rs.URL(), backend.Addr, strict, idp.URL(), rs.URL(), backend.Addr)
 	tester := newTesterFor(t, cfg)
 	a := &stack{t: t, tester: tester, idp: idp, backend: backend, base: "http://127.0.0.1:" + itoa(lenient)}
 	b := &stack{t: t, tester: tester, idp: idp, backend: backend, base: "http://127.0.0.1:" + itoa(strict)}
 
 	a.expectForwarded(a.put(pagePath, goodToken, `{}`))
 	b.expectError(b.put(pagePath, goodToken, `{}`), http.StatusBadRequest, "pce_access_denied")
-	if n := idp.calls.Load(); n != 1 {
+	if n := idp.Calls.Load(); n != 1 {
 		t.Errorf("%d introspection calls: the strict site must have used the answer cached in Redis", n)
 	}
 	// The Redis keys hold no token.
@@ -111,7 +113,7 @@ func TestRevoke(t *testing.T) {
 	grantAll(s)
 	s.expectForwarded(s.put(pagePath, goodToken, `{}`))
 	// The identity provider revokes it; the cache still holds the answer.
-	s.idp.set(goodToken, map[string]any{"active": false})
+	s.idp.Set(goodToken, map[string]any{"active": false})
 	s.expectForwarded(s.put(pagePath, goodToken, `{}`))
 
 	res, body := adminPost(t, "/voipnow_pce/revoke", `{"token":"`+goodToken+`"}`)
@@ -129,7 +131,7 @@ func TestRevoke(t *testing.T) {
 
 	// By fingerprint, too.
 	s.expectForwarded(s.put(pagePath, userToken, `{}`))
-	s.idp.set(userToken, map[string]any{"active": false})
+	s.idp.Set(userToken, map[string]any{"active": false})
 	fp := s.fingerprint(userToken)
 	res, body = adminPost(t, "/voipnow_pce/revoke", `{"fingerprint":"`+fp+`"}`)
 	if res.StatusCode != http.StatusOK {
@@ -164,7 +166,7 @@ func TestRedisOutage(t *testing.T) {
 	rs.Stop()
 	for i := range 10 {
 		token := fmt.Sprintf("tok-outage-%d", i)
-		s.idp.grant(token, "uapi", "1001")
+		s.idp.Grant(token, "uapi", "1001")
 		start := time.Now()
 		s.expectForwarded(s.put(pagePath, token, `{}`))
 		if d := time.Since(start); d > 2*time.Second {
@@ -178,7 +180,7 @@ func TestRedisOutage(t *testing.T) {
 	waitFor(t, "the Redis tier to be used again", 40*time.Second, func() bool {
 		n++
 		token := fmt.Sprintf("tok-after-%d", n)
-		s.idp.grant(token, "uapi", "1001")
+		s.idp.Grant(token, "uapi", "1001")
 		s.expectForwarded(s.put(pagePath, token, `{}`))
 		return len(redisKeys(t, rs.URL())) > 0
 	})
@@ -255,4 +257,47 @@ func redisKeys(t *testing.T, url string) []string {
 	defer c.Close()
 	keys, _ := c.Keys(context.Background(), "*").Result()
 	return keys
+}
+
+// With the endpoint down, cached tokens are still served; unknown ones get
+// 503.
+func TestEndpointDownServesCachedTokens(t *testing.T) {
+	s := newStack(t, "")
+	grantAll(s)
+	s.expectForwarded(s.put(pagePath, goodToken, `{}`))
+	s.idp.Mode.Store(testservers.Fail)
+	s.expectForwarded(s.put(pagePath, goodToken, `{}`))
+	s.expectError(s.put(pagePath, userToken, `{}`), http.StatusServiceUnavailable, "service_unavailable")
+}
+
+// stale_if_error: past max_ttl, a cached answer is used while the endpoint
+// fails, never past exp; without it, the answer is gone at max_ttl.
+func TestStaleIfError(t *testing.T) {
+	for _, stale := range []bool{true, false} {
+		extra := "max_ttl 1s\nskew 1ms"
+		if stale {
+			extra += "\nstale_if_error 1m"
+		}
+		s := newStack(t, extra)
+		grantAll(s)
+		// This one expires 2s from now.
+		exp := time.Now().Add(2 * time.Second).Unix()
+		s.idp.Set("tok-short", map[string]any{"active": true, "scope": "uapi", "sub": "1001", "exp": exp})
+		s.expectForwarded(s.put(pagePath, goodToken, `{}`))
+		s.expectForwarded(s.put(pagePath, "tok-short", `{}`))
+		s.idp.Mode.Store(testservers.Fail)
+		time.Sleep(1200 * time.Millisecond) // past max_ttl: the condition is time itself
+		res := s.put(pagePath, goodToken, `{}`)
+		if stale {
+			s.expectForwarded(res)
+		} else {
+			s.expectError(res, http.StatusServiceUnavailable, "service_unavailable")
+		}
+		waitFor(t, "tok-short's exp", 5*time.Second, func() bool { return time.Now().Unix() >= exp })
+		res = s.put(pagePath, "tok-short", `{}`)
+		if res.Status == http.StatusOK {
+			t.Errorf("stale_if_error=%v: a token past its exp was accepted", stale)
+		}
+		s.backend.Take()
+	}
 }

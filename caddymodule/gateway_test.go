@@ -5,6 +5,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/voipnow-pce/caddy-voipnow-pce/internal/testservers"
 )
 
 const (
@@ -17,9 +19,9 @@ const (
 )
 
 func grantAll(s *stack) {
-	s.idp.grant(goodToken, "uapi", "1001")
-	s.idp.grant(userToken, "uapi", "42")
-	s.idp.grant(adminToken, "uapi uapi.admin", "1")
+	s.idp.Grant(goodToken, "uapi", "1001")
+	s.idp.Grant(userToken, "uapi", "42")
+	s.idp.Grant(adminToken, "uapi uapi.admin", "1")
 }
 
 // The page's example goes through: the backend gets the canonical request
@@ -55,14 +57,14 @@ func TestPageExampleIsForwarded(t *testing.T) {
 func TestBackendAnswersPassUnchanged(t *testing.T) {
 	s := newStack(t, "")
 	grantAll(s)
-	s.backend.answer(http.StatusNoContent, "", "")
+	s.backend.Answer(http.StatusNoContent, "", "")
 	res := s.put(pagePath, goodToken, `{}`)
 	s.expectForwarded(res)
 	if res.Status != http.StatusNoContent || res.Body != "" {
 		t.Errorf("got %d %q, want 204 with no body", res.Status, res.Body)
 	}
 	legacy := `{"error":{"code":"extension_invalid","message":"from the backend"}}`
-	s.backend.answer(http.StatusBadRequest, "application/json", legacy)
+	s.backend.Answer(http.StatusBadRequest, "application/json", legacy)
 	res = s.put(pagePath, goodToken, `{}`)
 	s.expectForwarded(res)
 	if res.Status != http.StatusBadRequest || res.Body != legacy {
@@ -93,8 +95,8 @@ func TestCanonicalPath(t *testing.T) {
 func TestAuthentication(t *testing.T) {
 	s := newStack(t, "")
 	grantAll(s)
-	s.idp.set("tok-inactive", map[string]any{"active": false})
-	s.idp.set("tok-expired", map[string]any{"active": true, "scope": "uapi", "sub": "1001", "exp": time.Now().Add(-time.Minute).Unix()})
+	s.idp.Set("tok-inactive", map[string]any{"active": false})
+	s.idp.Set("tok-expired", map[string]any{"active": true, "scope": "uapi", "sub": "1001", "exp": time.Now().Add(-time.Minute).Unix()})
 
 	res := s.put(pagePath, "", pageBody)
 	s.expectError(res, http.StatusUnauthorized, "access_denied")
@@ -174,7 +176,7 @@ func TestURIErrors(t *testing.T) {
 func TestAuthorization(t *testing.T) {
 	s := newStack(t, "")
 	grantAll(s)
-	s.idp.grant("tok-noscope", "other", "1001")
+	s.idp.Grant("tok-noscope", "other", "1001")
 
 	s.expectError(s.put(pagePath, "tok-noscope", `{}`), http.StatusBadRequest, "pce_access_denied")
 	s.expectError(s.put("/uapi/extensions/43/210/phoneCallEvents/0/abc", userToken, `{}`), http.StatusBadRequest, "pce_access_denied")
@@ -247,7 +249,7 @@ func TestPassThrough(t *testing.T) {
 			t.Errorf("%s %s: client got %d", tc.method, tc.uri, res.Status)
 		}
 	}
-	if n := s.idp.calls.Load(); n != 0 {
+	if n := s.idp.Calls.Load(); n != 0 {
 		t.Errorf("pass-through requests made %d introspection calls", n)
 	}
 }
@@ -256,30 +258,30 @@ func TestPassThrough(t *testing.T) {
 func TestIntrospectionDown(t *testing.T) {
 	s := newStack(t, "")
 	grantAll(s)
-	s.idp.mode.Store(idpFail)
+	s.idp.Mode.Store(testservers.Fail)
 	res := s.put(pagePath, goodToken, pageBody)
 	s.expectError(res, http.StatusServiceUnavailable, "service_unavailable")
 	if res.Header.Get("Retry-After") == "" {
 		t.Error("503 without Retry-After")
 	}
-	s.idp.mode.Store(idpHang)
+	s.idp.Mode.Store(testservers.Hang)
 	start := time.Now()
 	s.expectError(s.put(pagePath, userToken, pageBody), http.StatusServiceUnavailable, "service_unavailable")
 	if time.Since(start) > 3*time.Second {
 		t.Errorf("a hanging endpoint held the request %v, past the 300ms timeout", time.Since(start))
 	}
 	// Errors are not cached: the endpoint back, the token works.
-	s.idp.mode.Store(idpAnswer)
+	s.idp.Mode.Store(testservers.Answer)
 	s.expectForwarded(s.put(pagePath, goodToken, pageBody))
 }
 
 // A backend that cannot be reached is 502 backend_unavailable.
 func TestBackendDown(t *testing.T) {
-	idp := newIdP(t)
-	idp.grant(goodToken, "uapi", "1001")
+	idp := testservers.NewIdP(t)
+	idp.Grant(goodToken, "uapi", "1001")
 	port := freePort(t)
 	dead := freePort(t)
-	tester := newTesterFor(t, gatewayConfig(port, idp.url(), "127.0.0.1:"+itoa(dead), ""))
-	s := &stack{t: t, tester: tester, idp: idp, backend: &recorder{}, base: "http://127.0.0.1:" + itoa(port)}
+	tester := newTesterFor(t, gatewayConfig(port, idp.URL(), "127.0.0.1:"+itoa(dead), ""))
+	s := &stack{t: t, tester: tester, idp: idp, backend: &testservers.Backend{}, base: "http://127.0.0.1:" + itoa(port)}
 	s.expectError(s.put(pagePath, goodToken, pageBody), http.StatusBadGateway, "backend_unavailable")
 }
