@@ -23,6 +23,12 @@ import (
 // tokenParam is the legacy query parameter that may carry the token.
 const tokenParam = "accessRequestToken"
 
+// The RFC 6750 challenges of a 401: without a token, and for a bad one.
+const (
+	challenge             = `Bearer realm="uapi"`
+	challengeInvalidToken = `Bearer realm="uapi", error="invalid_token"`
+)
+
 // ServeHTTP intercepts the phoneCallEvents update request and passes every
 // other request to next untouched. The checks run in the contract's order:
 // authenticate, check the URI, authorize, check and normalize the payload,
@@ -104,7 +110,7 @@ func (h *Handler) authenticate(r *http.Request) (token string, fromQuery bool, c
 	claims, err := h.lookup.Introspect(r.Context(), token)
 	if err != nil {
 		if c := h.logger.Check(zapcore.WarnLevel, "voipnow_pce: token could not be checked"); c != nil {
-			c.Write(zap.String("token", h.shared.cache.Fingerprint(token)), zap.Error(err))
+			c.Write(zap.String("token_fingerprint", h.shared.cache.Fingerprint(token)), zap.Error(err))
 		}
 		if errors.Is(err, introspect.ErrUnavailable) {
 			return "", false, nil, pce.ErrServiceUnavailable
@@ -117,12 +123,9 @@ func (h *Handler) authenticate(r *http.Request) (token string, fromQuery bool, c
 	return token, fromQuery, claims, nil
 }
 
-// errInvalidToken is access_denied for a request that presented a token.
-var errInvalidToken = &pce.Error{Status: pce.ErrAccessDenied.Status, Code: pce.ErrAccessDenied.Code, Message: pce.ErrAccessDenied.Message}
-
 func authError(given bool) *pce.Error {
 	if given {
-		return errInvalidToken
+		return pce.ErrInvalidToken
 	}
 	return pce.ErrAccessDenied
 }
@@ -213,9 +216,9 @@ func (h *Handler) writeError(w http.ResponseWriter, e *pce.Error) {
 	hdr.Set("Content-Length", strconv.Itoa(len(e.Body())))
 	switch e {
 	case pce.ErrAccessDenied:
-		hdr.Set("WWW-Authenticate", `Bearer realm="uapi"`)
-	case errInvalidToken:
-		hdr.Set("WWW-Authenticate", h.wwwAuthInvalid)
+		hdr.Set("WWW-Authenticate", challenge)
+	case pce.ErrInvalidToken:
+		hdr.Set("WWW-Authenticate", challengeInvalidToken)
 	case pce.ErrServiceUnavailable:
 		hdr.Set("Retry-After", defaultRetryAfter)
 	}

@@ -107,15 +107,14 @@ type Handler struct {
 	// (SHA-256 when empty). Placeholders are resolved at load.
 	KeySecret string `json:"key_secret,omitempty"`
 
-	router         *pce.Router
-	policy         pce.Policy
-	payloadRules   pce.PayloadRules
-	maxBody        int64
-	lookup         introspect.Introspector
-	shared         *sharedCache
-	sharedKey      string
-	logger         *zap.Logger
-	wwwAuthInvalid string
+	router       *pce.Router
+	policy       pce.Policy
+	payloadRules pce.PayloadRules
+	maxBody      int64
+	lookup       introspect.Introspector
+	shared       *sharedCache
+	sharedKey    string
+	logger       *zap.Logger
 }
 
 // CacheConfig selects the shared cache tier.
@@ -165,7 +164,6 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	h.policy = pce.Policy{RequiredScopes: h.RequiredScopes, AdminScopes: h.AdminScopes}
 	h.payloadRules = pce.PayloadRules{AllowPrivateURLs: h.AllowPrivateURLs}
 	h.maxBody = h.MaxBody
-	h.wwwAuthInvalid = `Bearer realm="uapi", error="invalid_token"`
 
 	repl := caddy.NewReplacer()
 	client, err := introspect.NewClient(introspect.Config{

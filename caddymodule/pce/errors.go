@@ -55,6 +55,11 @@ var (
 	// ErrAccessDenied: missing, malformed, unknown, inactive or expired token.
 	ErrAccessDenied = newError(401, "access_denied",
 		"The access token is missing, invalid or expired.")
+	// ErrInvalidToken is ErrAccessDenied for a request that presented a
+	// token (malformed, unknown, inactive or expired): same status, code and
+	// body; the handler adds error="invalid_token" to its challenge.
+	ErrInvalidToken = newError(401, "access_denied",
+		"The access token is missing, invalid or expired.")
 	// ErrUserInvalid: the userId path segment is not @me, @viewer, @owner or a numeric User-Id.
 	ErrUserInvalid = newError(400, "user_invalid",
 		"Value supplied in the URI-Fragment as userId is invalid. It must be @me, @viewer, @owner or a numeric User-Id.")

@@ -19,7 +19,7 @@ import (
 const (
 	breakerThreshold   = 3
 	breakerCooldown    = time.Second
-	breakerMaxCooldown = 30 * time.Second
+	breakerMaxCooldown = 10 * time.Second
 	// warnEvery rate-limits the Warn log of Redis errors.
 	warnEvery = 10 * time.Second
 )
