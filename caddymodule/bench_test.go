@@ -17,6 +17,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"os"
 	"runtime"
 	"strconv"
 	"strings"
@@ -73,7 +74,16 @@ func benchHandler(b *testing.B, configure func(h *Handler)) (*Handler, *atomic.I
 		configure(h)
 	}
 	ctx, cancel := caddy.NewContext(caddy.Context{Context: context.Background()})
+	// Without a loaded config, ctx.Logger() is zap's development logger on
+	// os.Stderr, whose Debug lines would break the benchmark output that
+	// go test merges with stderr: point it at /dev/null while provisioning.
+	stderr := os.Stderr
+	if null, err := os.OpenFile(os.DevNull, os.O_WRONLY, 0); err == nil {
+		os.Stderr = null
+		defer func() { os.Stderr = stderr; _ = null.Close() }()
+	}
 	if err := h.Provision(ctx); err != nil {
+		os.Stderr = stderr
 		cancel()
 		b.Fatal(err)
 	}

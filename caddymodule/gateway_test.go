@@ -140,6 +140,15 @@ func TestQueryToken(t *testing.T) {
 	}
 	res = s.put(pagePath+"?accessRequestToken=Bearer%20nope", "", pageBody)
 	s.expectError(res, http.StatusUnauthorized, "access_denied")
+	// A percent-encoded parameter name is the same parameter: read, and
+	// never passed on.
+	res = s.put(pagePath+"?x=%20&access%52equestToken="+goodToken, "", pageBody)
+	if got := s.expectForwarded(res); got.RequestURI != pagePath+"?x=%20" || got.Header.Get("Authorization") != "Bearer "+goodToken {
+		t.Errorf("backend got %s with %q", got.RequestURI, got.Header.Get("Authorization"))
+	}
+	// Two different tokens, header and query: refused.
+	res = s.put(pagePath+"?accessRequestToken="+userToken, goodToken, pageBody)
+	s.expectError(res, http.StatusUnauthorized, "access_denied")
 }
 
 // Every URI check with its documented code; nothing reaches the backend.

@@ -100,7 +100,7 @@ func (h *Handler) serveRoute(w http.ResponseWriter, r *http.Request, next caddyh
 // introspection endpoint gives no answer.
 func (h *Handler) authenticate(r *http.Request) (token string, fromQuery bool, claims *introspect.Claims, e *pce.Error) {
 	var queryTokens []string
-	if strings.Contains(r.URL.RawQuery, tokenParam) {
+	if mayHoldParam(r.URL.RawQuery) {
 		queryTokens = r.URL.Query()[tokenParam]
 	}
 	token, fromQuery, given, ok := pce.ExtractToken(r.Header.Values("Authorization"), queryTokens)
@@ -163,7 +163,7 @@ func (h *Handler) normalizedPayload(r *http.Request, route pce.Route) (*payloadB
 func (h *Handler) canonicalize(r *http.Request, route pce.Route, token string, fromQuery bool, body []byte) {
 	path := h.router.CanonicalPath(route)
 	r.URL.Path, r.URL.RawPath = path, path
-	if fromQuery || strings.Contains(r.URL.RawQuery, tokenParam) {
+	if fromQuery || mayHoldParam(r.URL.RawQuery) {
 		r.URL.RawQuery = withoutParam(r.URL.RawQuery, tokenParam)
 		r.URL.ForceQuery = false
 	}
@@ -179,6 +179,13 @@ func (h *Handler) canonicalize(r *http.Request, route pce.Route, token string, f
 	r.ContentLength = int64(len(body))
 	r.Body = io.NopCloser(bytes.NewReader(body))
 	r.GetBody = func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(body)), nil }
+}
+
+// mayHoldParam reports whether the query may hold the token parameter,
+// also with a percent-encoded name, so that such a parameter is read and
+// removed rather than slipped past the gateway to the backend.
+func mayHoldParam(rawQuery string) bool {
+	return strings.Contains(rawQuery, tokenParam) || strings.IndexByte(rawQuery, '%') >= 0
 }
 
 // withoutParam removes every name=value pair of the query that is named

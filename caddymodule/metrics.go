@@ -6,6 +6,8 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/voipnow-pce/caddy-voipnow-pce/caddymodule/pce"
 )
 
 // The gateway's metrics. Label values come from small fixed sets (an error
@@ -43,6 +45,23 @@ func initMetrics() {
 			Namespace: ns, Subsystem: sub, Name: "redis_breaker_open",
 			Help: "1 while the Redis circuit breaker is open (Redis skipped), else 0.",
 		})
+		// Every series exists from the start, at zero, so dashboards and
+		// rate() see the first event.
+		metrics.decisions.WithLabelValues("forwarded")
+		for _, e := range pce.Codes() {
+			metrics.decisions.WithLabelValues(e.Code)
+		}
+		for _, tier := range []string{"memory", "redis"} {
+			for _, result := range []string{"hit", "miss", "negative", "stale", "coalesced"} {
+				metrics.lookups.WithLabelValues(tier, result)
+			}
+		}
+		for _, outcome := range []string{"active", "inactive", "error"} {
+			metrics.introspection.WithLabelValues(outcome)
+		}
+		for _, op := range []string{"get", "set", "lock", "del", "publish"} {
+			metrics.redisErrors.WithLabelValues(op)
+		}
 	})
 }
 
