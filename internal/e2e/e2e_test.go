@@ -140,4 +140,31 @@ func TestLocalStackServesThePageExample(t *testing.T) {
 	if res.StatusCode != http.StatusUnauthorized {
 		t.Errorf("without a token: %d, want 401", res.StatusCode)
 	}
+
+	// The legacy query parameter works too, and the access log of
+	// Caddyfile.example keeps the token out, wherever it came from.
+	req, _ = http.NewRequest(http.MethodPut, gateway+"/uapi/extensions/@me/0003*210/phoneCallEvents/0/NqeyDRqo4FtabmFj8gNWq3hsiGNYyq?accessRequestToken=Bearer%20"+tok.AccessToken, strings.NewReader(body))
+	res, err = http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	res.Body.Close()
+	if res.StatusCode != http.StatusOK {
+		t.Errorf("query token: %d, want 200", res.StatusCode)
+	}
+	var logged []byte
+	waitUntil := time.Now().Add(5 * time.Second)
+	for {
+		logged, _ = os.ReadFile(logs.Name())
+		if strings.Count(string(logged), `"status":200`) >= 2 || time.Now().After(waitUntil) {
+			break
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if !strings.Contains(string(logged), "phoneCallEvents") {
+		t.Error("no access log lines for the requests")
+	}
+	if strings.Contains(string(logged), tok.AccessToken) {
+		t.Error("the token appears in the stack's logs")
+	}
 }
