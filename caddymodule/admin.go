@@ -8,6 +8,8 @@ import (
 
 	"github.com/caddyserver/caddy/v2"
 	"go.uber.org/zap"
+
+	"github.com/voipnow-pce/caddy-voipnow-pce/caddymodule/tokencache"
 )
 
 func init() {
@@ -78,7 +80,7 @@ func (a *adminAPI) handleRevoke(w http.ResponseWriter, r *http.Request) error {
 	if (req.Token == "") == (req.Fingerprint == "") {
 		return caddy.APIError{HTTPStatus: http.StatusBadRequest, Err: fmt.Errorf(`give exactly one of "token" and "fingerprint"`)}
 	}
-	if req.Fingerprint != "" && !validFingerprint(req.Fingerprint) {
+	if req.Fingerprint != "" && !tokencache.ValidFingerprint(req.Fingerprint) {
 		return caddy.APIError{HTTPStatus: http.StatusBadRequest, Err: fmt.Errorf("fingerprint must be the 12 to 64 lower-case hex characters the logs show")}
 	}
 
@@ -107,19 +109,6 @@ func (a *adminAPI) handleRevoke(w http.ResponseWriter, r *http.Request) error {
 	}
 	w.Header().Set("Content-Type", "application/json")
 	return json.NewEncoder(w).Encode(ans)
-}
-
-func validFingerprint(s string) bool {
-	if len(s) < 12 || len(s) > 64 {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		if !('0' <= c && c <= '9' || 'a' <= c && c <= 'f') {
-			return false
-		}
-	}
-	return true
 }
 
 // Interface guards

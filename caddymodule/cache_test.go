@@ -57,33 +57,9 @@ func TestCacheKeepsAnswersNotDecisions(t *testing.T) {
 	idp, backend := testservers.NewIdP(t), testservers.NewBackend(t)
 	idp.Grant(goodToken, "uapi", "1001")
 	lenient, strict := freePort(t), freePort(t)
-	cfg := fmt.Sprintf(`{
-	admin %s
-	auto_https off
-	grace_period 1ns
-}
-http://127.0.0.1:%d {
-	voipnow_pce {
-		introspection_url %s
-		client_id gateway
-		client_secret s3cret
-		required_scopes uapi
-		cache redis %s
-	}
-	reverse_proxy %s
-}
-http://127.0.0.1:%d {
-	voipnow_pce {
-		introspection_url %s
-		client_id gateway
-		client_secret s3cret
-		required_scopes uapi uapi.write
-		cache redis %s
-		cache_size 500
-	}
-	reverse_proxy %s
-}
-`, adminAddr, lenient, idp.URL(), rs.URL(), backend.Addr, strict, idp.URL(), rs.URL(), backend.Addr)
+	cfg := globalOptions() +
+		siteBlock(lenient, idp.URL(), backend.Addr, "required_scopes uapi\n\t\tcache redis "+rs.URL()) +
+		siteBlock(strict, idp.URL(), backend.Addr, "required_scopes uapi uapi.write\n\t\tcache redis "+rs.URL()+"\n\t\tcache_size 500")
 	tester := newTesterFor(t, cfg)
 	a := &stack{t: t, tester: tester, idp: idp, backend: backend, base: "http://127.0.0.1:" + itoa(lenient)}
 	b := &stack{t: t, tester: tester, idp: idp, backend: backend, base: "http://127.0.0.1:" + itoa(strict)}

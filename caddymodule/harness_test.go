@@ -66,25 +66,28 @@ type stack struct {
 // gatewayConfig is the Caddyfile of a stack; extra goes into the
 // voipnow_pce block.
 func gatewayConfig(port int, idp, backend, extra string) string {
-	return fmt.Sprintf(`{
-	admin %s
-	auto_https off
-	grace_period 1ns
+	return globalOptions() + siteBlock(port, idp, backend, "required_scopes uapi\n\t\tadmin_scopes uapi.admin\n\t\t"+extra)
 }
 
+func globalOptions() string {
+	return fmt.Sprintf("{\n\tadmin %s\n\tauto_https off\n\tgrace_period 1ns\n}\n", adminAddr)
+}
+
+// siteBlock is one gateway site on port; extra goes into the voipnow_pce
+// block.
+func siteBlock(port int, idp, backend, extra string) string {
+	return fmt.Sprintf(`
 http://127.0.0.1:%d {
 	voipnow_pce {
 		introspection_url %s
 		client_id gateway
 		client_secret s3cret
 		introspection_timeout 300ms
-		required_scopes uapi
-		admin_scopes uapi.admin
 		%s
 	}
 	reverse_proxy %s
 }
-`, adminAddr, port, idp, extra, backend)
+`, port, idp, extra, backend)
 }
 
 // newStack loads a gateway in front of a fresh identity provider and

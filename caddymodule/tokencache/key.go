@@ -57,6 +57,12 @@ func (k *keyHasher) hash(token string) string {
 	return key
 }
 
+// ValidFingerprint reports whether s can name a token in Revoke: 12 to 64
+// lower-case hex characters, a prefix of a cache key's hash.
+func ValidFingerprint(s string) bool {
+	return len(s) >= fingerprintLen && len(s) <= 64 && isHex(s)
+}
+
 // isHex reports whether s is non-empty lower-case hex.
 func isHex(s string) bool {
 	if s == "" {

@@ -49,7 +49,7 @@ func (c *Cache) Revoke(ctx context.Context, token, fingerprint string) (RevokeRe
 		res.Fingerprint = target[:fingerprintLen]
 	} else {
 		fingerprint = strings.ToLower(fingerprint)
-		if len(fingerprint) < fingerprintLen || len(fingerprint) > 64 || !isHex(fingerprint) {
+		if !ValidFingerprint(fingerprint) {
 			return res, fmt.Errorf("tokencache: a fingerprint is %d to 64 hex characters", fingerprintLen)
 		}
 		target = fingerprint
@@ -218,7 +218,7 @@ func (c *Cache) Start(ctx context.Context) {
 					subscribed = true
 				case *redis.Message:
 					target := m.Payload
-					if len(target) < fingerprintLen || len(target) > 64 || !isHex(target) {
+					if !ValidFingerprint(target) {
 						continue
 					}
 					c.epoch.Add(1)
