@@ -239,6 +239,31 @@ func TestAllowPrivateURLs(t *testing.T) {
 	jsonEqual(t, got.Body, `{"url":"http://10.1.2.3:8080/hook"}`)
 }
 
+// A PUT in another letter case, or a POST that says PUT in a
+// method-override header, is the update request to a lenient backend: it
+// is checked, and forwarded as a plain PUT.
+func TestMethodSpellings(t *testing.T) {
+	s := newStack(t, "")
+	grantAll(s)
+	for _, tc := range []struct {
+		method string
+		header []string
+	}{
+		{"put", nil},
+		{http.MethodPost, []string{"X-HTTP-Method-Override: PUT"}},
+		{http.MethodPost, []string{"X-HTTP-Method: put"}},
+		{http.MethodPost, []string{"X-Method-Override: Put"}},
+	} {
+		s.expectError(s.do(tc.method, pagePath, `{"method":"PUT"}`, append(tc.header, "Authorization: Bearer "+goodToken)...), http.StatusBadRequest, "pce_method_invalid")
+		s.expectError(s.do(tc.method, pagePath, `{}`, tc.header...), http.StatusUnauthorized, "access_denied")
+		got := s.expectForwarded(s.do(tc.method, pagePath, `{"method":"post"}`, append(tc.header, "Authorization: Bearer "+goodToken)...))
+		if got.Method != http.MethodPut || got.Header.Get("X-Http-Method-Override") != "" || got.Header.Get("X-Http-Method") != "" || got.Header.Get("X-Method-Override") != "" {
+			t.Errorf("%s %v reached the backend as %s with %v", tc.method, tc.header, got.Method, got.Header)
+		}
+		jsonEqual(t, got.Body, `{"method":"1"}`)
+	}
+}
+
 // Everything that is not the update request passes through untouched.
 func TestPassThrough(t *testing.T) {
 	s := newStack(t, "")

@@ -34,7 +34,7 @@ const (
 // authenticate, check the URI, authorize, check and normalize the payload,
 // forward.
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler) error {
-	if r.Method != http.MethodPut {
+	if !isPut(r) {
 		return next.ServeHTTP(w, r)
 	}
 	route, onRoute, uriErr := h.router.Match(r.URL.EscapedPath())
@@ -93,6 +93,24 @@ func (h *Handler) serveRoute(w http.ResponseWriter, r *http.Request, next caddyh
 		h.writeError(tw, pce.ErrBackendUnavailable)
 	}
 	return nil
+}
+
+// methodOverrides are the headers with which old frameworks let a POST
+// stand for another method.
+var methodOverrides = []string{"X-Http-Method-Override", "X-Http-Method", "X-Method-Override"}
+
+// isPut reports whether the backend would take r for a PUT: the method in
+// any letter case, or a method-override header saying PUT.
+func isPut(r *http.Request) bool {
+	if r.Method == http.MethodPut || strings.EqualFold(r.Method, http.MethodPut) {
+		return true
+	}
+	for _, name := range methodOverrides {
+		if v, ok := r.Header[name]; ok && len(v) > 0 && strings.EqualFold(strings.TrimSpace(v[0]), http.MethodPut) {
+			return true
+		}
+	}
+	return false
 }
 
 // authenticate finds the token and looks it up. A failure is the
@@ -163,6 +181,10 @@ func (h *Handler) normalizedPayload(r *http.Request, route pce.Route) (*payloadB
 func (h *Handler) canonicalize(r *http.Request, route pce.Route, token string, fromQuery bool, body []byte) {
 	path := h.router.CanonicalPath(route)
 	r.URL.Path, r.URL.RawPath = path, path
+	r.Method = http.MethodPut
+	for _, name := range methodOverrides {
+		delete(r.Header, name)
+	}
 	if fromQuery || mayHoldParam(r.URL.RawQuery) {
 		r.URL.RawQuery = withoutParam(r.URL.RawQuery, tokenParam)
 		r.URL.ForceQuery = false
