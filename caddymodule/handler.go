@@ -78,9 +78,8 @@ func (h *Handler) serveRoute(w http.ResponseWriter, r *http.Request, next caddyh
 	if e != nil {
 		return h.reject(tw, e)
 	}
-	defer putBuffer(body)
 	// 5. Forward the canonical request.
-	h.canonicalize(r, route, token, fromQuery, body.out)
+	h.canonicalize(r, route, token, fromQuery, body)
 	countDecision("forwarded")
 	if err := next.ServeHTTP(tw, r); err != nil {
 		if tw.wrote {
@@ -148,32 +147,26 @@ func authError(given bool) *pce.Error {
 	return pce.ErrAccessDenied
 }
 
-// normalizedPayload reads at most MaxBody bytes and returns the canonical
-// body in a pooled buffer, to be released with putBuffer once the next
-// handler is done with it.
-func (h *Handler) normalizedPayload(r *http.Request, route pce.Route) (*payloadBuf, *pce.Error) {
+// normalizedPayload reads at most MaxBody bytes into a pooled buffer and
+// returns the canonical body in a fresh slice: the transport may still read
+// a forwarded body after the handler returns, so it is never pooled.
+func (h *Handler) normalizedPayload(r *http.Request, route pce.Route) ([]byte, *pce.Error) {
 	if r.ContentLength > h.maxBody {
 		return nil, pce.ErrPayloadTooLarge
 	}
-	pb := bufPool.Get().(*payloadBuf)
+	in := bufPool.Get().(*bytes.Buffer)
+	defer putBuffer(in)
 	if r.Body != nil {
-		n, err := pb.in.ReadFrom(io.LimitReader(r.Body, h.maxBody+1))
+		n, err := in.ReadFrom(io.LimitReader(r.Body, h.maxBody+1))
 		if n > h.maxBody {
-			putBuffer(pb)
 			return nil, pce.ErrPayloadTooLarge
 		}
 		if err != nil {
-			putBuffer(pb)
 			return nil, pce.ErrPayloadInvalid
 		}
 	}
-	out, e := pce.AppendNormalized(pb.out[:0], pb.in.Bytes(), route, h.payloadRules)
-	if e != nil {
-		putBuffer(pb)
-		return nil, e
-	}
-	pb.out = out
-	return pb, nil
+	// The canonical form is at most 8 bytes longer: quotes around 4 numbers.
+	return pce.AppendNormalized(make([]byte, 0, in.Len()+8), in.Bytes(), route, h.payloadRules)
 }
 
 // canonicalize turns r into the request the backend sees: canonical path,
@@ -290,21 +283,15 @@ func (t *trackingWriter) ReadFrom(r io.Reader) (int64, error) {
 	return t.ResponseWriterWrapper.ReadFrom(r)
 }
 
-// payloadBuf holds one request's body as received and as forwarded.
-type payloadBuf struct {
-	in  bytes.Buffer
-	out []byte
-}
+// bufPool holds the buffers request bodies are read into.
+var bufPool = sync.Pool{New: func() any { return new(bytes.Buffer) }}
 
-var bufPool = sync.Pool{New: func() any { return new(payloadBuf) }}
-
-func putBuffer(pb *payloadBuf) {
-	if pb == nil || pb.in.Cap() > 1<<20 || cap(pb.out) > 1<<20 {
+func putBuffer(b *bytes.Buffer) {
+	if b.Cap() > 1<<20 {
 		return
 	}
-	pb.in.Reset()
-	pb.out = pb.out[:0]
-	bufPool.Put(pb)
+	b.Reset()
+	bufPool.Put(b)
 }
 
 // Interface guards
