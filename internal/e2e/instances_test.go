@@ -176,3 +176,16 @@ func TestTwoInstancesShareRedis(t *testing.T) {
 		t.Errorf("instance A accepted the revoked token: %d", st)
 	}
 }
+
+// The Caddy build carries both modules, as README's list-modules line says.
+func TestListModules(t *testing.T) {
+	out, err := exec.Command(caddyBinary(t), "list-modules").CombinedOutput()
+	if err != nil {
+		t.Fatalf("caddy list-modules: %v\n%s", err, out)
+	}
+	for _, id := range []string{"http.handlers.voipnow_pce", "admin.api.voipnow_pce", "http.handlers.reverse_proxy"} {
+		if !strings.Contains(string(out), id+"\n") {
+			t.Errorf("caddy list-modules lacks %s", id)
+		}
+	}
+}
