@@ -45,7 +45,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 }
 
 func (h *Handler) serveRoute(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler, route pce.Route, uriErr *pce.Error) (err error) {
-	tw := &trackingWriter{ResponseWriterWrapper: &caddyhttp.ResponseWriterWrapper{ResponseWriter: w}}
+	tw := &trackingWriter{ResponseWriterWrapper: caddyhttp.ResponseWriterWrapper{ResponseWriter: w}}
 	defer func() {
 		if p := recover(); p != nil {
 			if p == http.ErrAbortHandler {
@@ -154,10 +154,11 @@ func (h *Handler) normalizedPayload(r *http.Request, route pce.Route) ([]byte, *
 	if r.ContentLength > h.maxBody {
 		return nil, pce.ErrPayloadTooLarge
 	}
-	in := bufPool.Get().(*bytes.Buffer)
+	in := bufPool.Get().(*readBuf)
 	defer putBuffer(in)
 	if r.Body != nil {
-		n, err := in.ReadFrom(io.LimitReader(r.Body, h.maxBody+1))
+		in.lim = io.LimitedReader{R: r.Body, N: h.maxBody + 1}
+		n, err := in.ReadFrom(&in.lim)
 		if n > h.maxBody {
 			return nil, pce.ErrPayloadTooLarge
 		}
@@ -185,15 +186,17 @@ func (h *Handler) canonicalize(r *http.Request, route pce.Route, token string, f
 	if fromQuery {
 		r.Header.Set("Authorization", "Bearer "+token)
 	}
-	r.Header.Set("Content-Type", "application/json")
-	r.Header.Set("Content-Length", strconv.Itoa(len(body)))
+	// One backing array for both values (Header.Set allocates one each).
+	vals := make([]string, 2)
+	vals[0], vals[1] = "application/json", strconv.Itoa(len(body))
+	r.Header["Content-Type"], r.Header["Content-Length"] = vals[0:1:1], vals[1:2:2]
 	r.Header.Del("Content-Encoding")
 	r.Header.Del("Transfer-Encoding")
 	r.Header.Del("Expect")
 	r.TransferEncoding = nil
 	r.ContentLength = int64(len(body))
-	r.Body = io.NopCloser(bytes.NewReader(body))
-	r.GetBody = func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(body)), nil }
+	r.Body = newForwardBody(body)
+	r.GetBody = func() (io.ReadCloser, error) { return newForwardBody(body), nil }
 }
 
 // mayHoldParam reports whether the query may hold the token parameter,
@@ -262,7 +265,7 @@ func setUserPlaceholders(r *http.Request, claims *introspect.Claims) {
 // trackingWriter remembers whether the next handler began its answer, so a
 // failure before that can still be answered with backend_unavailable.
 type trackingWriter struct {
-	*caddyhttp.ResponseWriterWrapper
+	caddyhttp.ResponseWriterWrapper
 	wrote bool
 }
 
@@ -283,10 +286,30 @@ func (t *trackingWriter) ReadFrom(r io.Reader) (int64, error) {
 	return t.ResponseWriterWrapper.ReadFrom(r)
 }
 
-// bufPool holds the buffers request bodies are read into.
-var bufPool = sync.Pool{New: func() any { return new(bytes.Buffer) }}
+// forwardBody is a forwarded request body in one allocation (where
+// io.NopCloser(bytes.NewReader(b)) makes two). Never pooled: the transport
+// may read it after the handler returns.
+type forwardBody struct{ bytes.Reader }
 
-func putBuffer(b *bytes.Buffer) {
+func newForwardBody(b []byte) *forwardBody {
+	fb := new(forwardBody)
+	fb.Reset(b)
+	return fb
+}
+
+func (*forwardBody) Close() error { return nil }
+
+// readBuf is a buffer a request body is read into, with its limit reader.
+type readBuf struct {
+	bytes.Buffer
+	lim io.LimitedReader
+}
+
+// bufPool holds the buffers request bodies are read into.
+var bufPool = sync.Pool{New: func() any { return new(readBuf) }}
+
+func putBuffer(b *readBuf) {
+	b.lim = io.LimitedReader{} // drop the request's body
 	if b.Cap() > 1<<20 {
 		return
 	}
