@@ -239,19 +239,3 @@ func TestDuplicateKeysManyKeys(t *testing.T) {
 		}
 	}
 }
-
-func TestAppendNormalizedAllocs(t *testing.T) {
-	body := []byte(pageFullPayload)
-	dst := make([]byte, 0, 512)
-	n := testing.AllocsPerRun(100, func() {
-		AppendNormalized(dst[:0], body, pageRoute, PayloadRules{})
-	})
-	t.Logf("allocs for the full page payload: %v", n)
-	page := []byte(pagePayload)
-	n = testing.AllocsPerRun(100, func() {
-		AppendNormalized(dst[:0], page, pageRoute, PayloadRules{})
-	})
-	if n != 0 {
-		t.Errorf("page example payload: %v allocs, want 0", n)
-	}
-}
