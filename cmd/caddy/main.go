@@ -7,7 +7,7 @@ import (
 
 	_ "github.com/caddyserver/caddy/v2/modules/standard"
 
-	_ "github.com/voipnow-pce/caddy-voipnow-pce/caddymodule"
+	_ "github.com/voipnow-pce/caddy-voipnow-pce"
 )
 
 func main() {
