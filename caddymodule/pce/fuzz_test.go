@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"net/url"
+	pathpkg "path"
 	"strings"
 	"testing"
 	"unicode/utf8"
@@ -12,12 +13,18 @@ import (
 func FuzzMatch(f *testing.F) {
 	f.Add("/uapi/extensions/@me/0003*210/phoneCallEvents/0/MyPhoneCallEvent")
 	f.Add("/uapi/extensions/%40me/0003%2A210/phoneCallEvents/0/x/")
+	f.Add("//uapi/extensions/@me/1/phoneCallEvents/0/x")
+	f.Add("/a/../uapi/./extensions/@me/1/phoneCallEvents/0/x")
+	f.Add("/uapi%2fextensions/@me/1/PHONECALLEVENTS/0/x")
 	rt := testRouter(f)
 	f.Fuzz(func(t *testing.T, path string) {
 		r, on, err := rt.Match(path)
 		if !on {
 			if err != nil || r != (Route{}) {
 				t.Fatalf("off route with %v %+v", err, r)
+			}
+			if backendSeesRoute(path) {
+				t.Fatalf("%q passes through, but a normalizing backend sees the route in it", path)
 			}
 			return
 		}
@@ -36,6 +43,31 @@ func FuzzMatch(f *testing.F) {
 			t.Fatalf("canonical path %q of %q re-matches as %+v %v %v", cp, path, r2, on2, err2)
 		}
 	})
+}
+
+// backendSeesRoute is an independent model of a lenient backend: it
+// decodes the whole path once, takes backslashes for slashes, cleans it
+// (merged slashes, dot segments) and matches /uapi/extensions/ followed
+// somewhere by a phoneCallEvents segment, in any letter case.
+func backendSeesRoute(escaped string) bool {
+	if !strings.HasPrefix(escaped, "/") { // not an origin-form request path
+		return false
+	}
+	dec, err := url.PathUnescape(escaped)
+	if err != nil {
+		dec = escaped
+	}
+	clean := pathpkg.Clean("/" + strings.ReplaceAll(dec, "\\", "/"))
+	segs := strings.Split(strings.TrimPrefix(clean, "/"), "/")
+	if len(segs) < 3 || !strings.EqualFold(segs[0], "uapi") || !strings.EqualFold(segs[1], "extensions") {
+		return false
+	}
+	for _, seg := range segs[2:] {
+		if strings.EqualFold(seg, "phoneCallEvents") {
+			return true
+		}
+	}
+	return false
 }
 
 func FuzzAppendNormalized(f *testing.F) {
