@@ -146,6 +146,16 @@ func TestQueryToken(t *testing.T) {
 	if got := s.expectForwarded(res); got.RequestURI != pagePath+"?x=%20" || got.Header.Get("Authorization") != "Bearer "+goodToken {
 		t.Errorf("backend got %s with %q", got.RequestURI, got.Header.Get("Authorization"))
 	}
+	// Spellings a lenient backend reads as the parameter: a second token
+	// there is a second token, never passed on unchecked.
+	for _, q := range []string{"a=1;accessRequestToken=Bearer+" + userToken, "+accessRequestToken=" + userToken, "accessRequestToken%5B%5D=" + userToken} {
+		s.expectError(s.put(pagePath+"?"+q, goodToken, pageBody), http.StatusUnauthorized, "access_denied")
+		res := s.put(pagePath+"?"+q, userToken, pageBody)
+		got := s.expectForwarded(res)
+		if strings.Contains(got.RequestURI, "ccessRequestToken") || strings.Contains(got.RequestURI, userToken) {
+			t.Errorf("?%s reached the backend as %s", q, got.RequestURI)
+		}
+	}
 	// Two different tokens, header and query: refused.
 	res = s.put(pagePath+"?accessRequestToken="+userToken, goodToken, pageBody)
 	s.expectError(res, http.StatusUnauthorized, "access_denied")

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"io"
 	"net/http"
-	"net/url"
 	"strconv"
 	"strings"
 	"sync"
@@ -19,9 +18,6 @@ import (
 	"github.com/voipnow-pce/caddy-voipnow-pce/caddymodule/introspect"
 	"github.com/voipnow-pce/caddy-voipnow-pce/caddymodule/pce"
 )
-
-// tokenParam is the legacy query parameter that may carry the token.
-const tokenParam = "accessRequestToken"
 
 // The RFC 6750 challenges of a 401: without a token, and for a bad one.
 const (
@@ -117,8 +113,8 @@ func isPut(r *http.Request) bool {
 // introspection endpoint gives no answer.
 func (h *Handler) authenticate(r *http.Request) (token string, fromQuery bool, claims *introspect.Claims, e *pce.Error) {
 	var queryTokens []string
-	if mayHoldParam(r.URL.RawQuery) {
-		queryTokens = r.URL.Query()[tokenParam]
+	if pce.MayHoldToken(r.URL.RawQuery) {
+		queryTokens = pce.QueryTokens(r.URL.RawQuery)
 	}
 	token, fromQuery, given, ok := pce.ExtractToken(r.Header.Values("Authorization"), queryTokens)
 	if !ok {
@@ -179,8 +175,8 @@ func (h *Handler) canonicalize(r *http.Request, route pce.Route, token string, f
 	for _, name := range methodOverrides {
 		delete(r.Header, name)
 	}
-	if fromQuery || mayHoldParam(r.URL.RawQuery) {
-		r.URL.RawQuery = withoutParam(r.URL.RawQuery, tokenParam)
+	if pce.MayHoldToken(r.URL.RawQuery) {
+		r.URL.RawQuery, _ = pce.WithoutQueryToken(r.URL.RawQuery)
 		r.URL.ForceQuery = false
 	}
 	if fromQuery {
@@ -197,33 +193,6 @@ func (h *Handler) canonicalize(r *http.Request, route pce.Route, token string, f
 	r.ContentLength = int64(len(body))
 	r.Body = newForwardBody(body)
 	r.GetBody = func() (io.ReadCloser, error) { return newForwardBody(body), nil }
-}
-
-// mayHoldParam reports whether the query may hold the token parameter,
-// also with a percent-encoded name, so that such a parameter is read and
-// removed rather than slipped past the gateway to the backend.
-func mayHoldParam(rawQuery string) bool {
-	return strings.Contains(rawQuery, tokenParam) || strings.IndexByte(rawQuery, '%') >= 0
-}
-
-// withoutParam removes every name=value pair of the query that is named
-// name (also percent-encoded), keeping the rest as the client wrote it.
-func withoutParam(rawQuery, name string) string {
-	var b strings.Builder
-	for pair := range strings.SplitSeq(rawQuery, "&") {
-		key, _, _ := strings.Cut(pair, "=")
-		if key == name {
-			continue
-		}
-		if k, err := url.QueryUnescape(key); err == nil && k == name {
-			continue
-		}
-		if b.Len() > 0 {
-			b.WriteByte('&')
-		}
-		b.WriteString(pair)
-	}
-	return b.String()
 }
 
 // reject answers with e and counts the decision.

@@ -1,0 +1,69 @@
+package pce
+
+import (
+	"slices"
+	"testing"
+)
+
+func TestQueryTokens(t *testing.T) {
+	for _, tc := range []struct {
+		raw     string
+		tokens  []string
+		without string
+	}{
+		{"", nil, ""},
+		{"a=1&b=2", nil, "a=1&b=2"},
+		{"accessRequestToken=Bearer%20abc", []string{"Bearer abc"}, ""},
+		{"a=1&accessRequestToken=Bearer+abc&b=2", []string{"Bearer abc"}, "a=1&b=2"},
+		{"a=1;accessRequestToken=Bearer+abc", []string{"Bearer abc"}, "a=1"},
+		{"a=1;b=2&accessRequestToken=x;c=3", []string{"x"}, "a=1;b=2;c=3"},
+		{"+accessRequestToken=x", []string{"x"}, ""},
+		{"%20accessRequestToken=x", []string{"x"}, ""},
+		{"access%52equestToken=x&y=%20", []string{"x"}, "y=%20"},
+		{"accessRequestToken%5B%5D=x", []string{"x"}, ""},
+		{"accessRequestToken[0]=x&accessRequestToken[1]=y", []string{"x", "y"}, ""},
+		{"ACCESSREQUESTTOKEN=x", []string{"x"}, ""},
+		{"accessRequestToken", []string{""}, ""},
+		{"accessRequestTokens=x", nil, "accessRequestTokens=x"},
+		{"a=1&&b=2", nil, "a=1&&b=2"},
+		{"accessRequestToken=%zz", []string{"%zz"}, ""},
+	} {
+		if got := QueryTokens(tc.raw); !slices.Equal(got, tc.tokens) {
+			t.Errorf("QueryTokens(%q) = %q, want %q", tc.raw, got, tc.tokens)
+		}
+		got, removed := WithoutQueryToken(tc.raw)
+		if got != tc.without || removed != (len(tc.tokens) > 0) {
+			t.Errorf("WithoutQueryToken(%q) = %q, %v; want %q", tc.raw, got, removed, tc.without)
+		}
+		if len(tc.tokens) > 0 && !MayHoldToken(tc.raw) {
+			t.Errorf("MayHoldToken(%q) = false", tc.raw)
+		}
+	}
+}
+
+// Whatever the query, what is forwarded holds no token parameter, and
+// nothing else is lost.
+func FuzzQueryTokens(f *testing.F) {
+	for _, s := range []string{"a=1&accessRequestToken=Bearer+x", "a;accessRequestToken[]=1", "%20accessRequestToken=x&b", "&&;"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, raw string) {
+		tokens := QueryTokens(raw)
+		if len(tokens) > 0 && !MayHoldToken(raw) {
+			t.Fatalf("MayHoldToken(%q) missed %q", raw, tokens)
+		}
+		out, removed := WithoutQueryToken(raw)
+		if removed != (len(tokens) > 0) {
+			t.Fatalf("WithoutQueryToken(%q) removed=%v with tokens %q", raw, removed, tokens)
+		}
+		if left := QueryTokens(out); len(left) > 0 {
+			t.Fatalf("WithoutQueryToken(%q) = %q still holds %q", raw, out, left)
+		}
+		if !removed && out != raw {
+			t.Fatalf("WithoutQueryToken(%q) changed a query without a token: %q", raw, out)
+		}
+		if len(out) > len(raw) {
+			t.Fatalf("WithoutQueryToken(%q) = %q", raw, out)
+		}
+	})
+}
