@@ -46,7 +46,8 @@ func FuzzMatch(f *testing.F) {
 }
 
 // backendSeesRoute is an independent model of a lenient backend: it
-// decodes the whole path once, takes backslashes for slashes, cleans it
+// decodes the whole path once, takes backslashes for slashes, cuts each
+// segment at ';' and NUL and drops trailing dots and spaces, cleans it
 // (merged slashes, dot segments) and matches /uapi/extensions/ followed
 // somewhere by a phoneCallEvents segment, in any letter case.
 func backendSeesRoute(escaped string) bool {
@@ -57,7 +58,17 @@ func backendSeesRoute(escaped string) bool {
 	if err != nil {
 		dec = escaped
 	}
-	clean := pathpkg.Clean("/" + strings.ReplaceAll(dec, "\\", "/"))
+	raw := strings.Split(strings.ReplaceAll(dec, "\\", "/"), "/")
+	for i, seg := range raw {
+		if j := strings.IndexAny(seg, ";\x00"); j >= 0 {
+			seg = seg[:j]
+		}
+		if seg != "." && seg != ".." {
+			seg = strings.TrimRight(seg, ". ")
+		}
+		raw[i] = seg
+	}
+	clean := pathpkg.Clean("/" + strings.Join(raw, "/"))
 	segs := strings.Split(strings.TrimPrefix(clean, "/"), "/")
 	if len(segs) < 3 || !strings.EqualFold(segs[0], "uapi") || !strings.EqualFold(segs[1], "extensions") {
 		return false

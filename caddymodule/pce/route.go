@@ -218,6 +218,7 @@ func (rt *Router) disguised(escapedPath string) (Route, bool, *Error) {
 	}
 	var segs []string
 	for seg := range strings.SplitSeq(strings.ReplaceAll(decoded, "\\", "/"), "/") {
+		seg = lenientSegment(seg)
 		switch seg {
 		case "", ".":
 		case "..":
@@ -243,6 +244,19 @@ func (rt *Router) disguised(escapedPath string) (Route, bool, *Error) {
 		}
 	}
 	return Route{}, false, nil
+}
+
+// lenientSegment is a path segment as lenient servers read it: cut at a
+// ";parameter" (Tomcat, Jetty) and at NUL (C strings), trailing dots and
+// spaces dropped (Windows), unless it is a dot segment.
+func lenientSegment(seg string) string {
+	if i := strings.IndexAny(seg, ";\x00"); i >= 0 {
+		seg = seg[:i]
+	}
+	if seg == "." || seg == ".." {
+		return seg
+	}
+	return strings.TrimRight(seg, ". ")
 }
 
 func containsFold(s, sub string) bool {
