@@ -85,20 +85,23 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 		case "event_types":
 			err = someStrings(d, &h.EventTypes)
 		case "id_min_length":
-			err = oneInt(d, &h.IDMinLength)
+			err = oneInt(d, &h.IDMinLength, 1)
 		case "id_max_length":
-			err = oneInt(d, &h.IDMaxLength)
+			err = oneInt(d, &h.IDMaxLength, 1)
 		case "max_body":
 			err = oneSize(d, &h.MaxBody)
 		case "allow_private_urls":
 			if d.NextArg() {
-				return d.ArgErr()
+				return d.Errf("voipnow_pce: allow_private_urls takes no argument")
 			}
 			h.AllowPrivateURLs = true
 		case "cache":
 			err = h.unmarshalCache(d)
 		case "cache_size":
-			err = oneInt(d, &h.CacheSize)
+			err = oneInt(d, &h.CacheSize, -1)
+			if err == nil && h.CacheSize == 0 {
+				err = d.Errf("voipnow_pce: cache_size: must be at least 1, or -1 to turn the in-process tier off")
+			}
 		case "max_ttl":
 			err = oneDuration(d, &h.MaxTTL)
 		case "negative_ttl":
@@ -190,7 +193,7 @@ func someStrings(d *caddyfile.Dispenser, dst *[]string) error {
 	return nil
 }
 
-func oneInt(d *caddyfile.Dispenser, dst *int) error {
+func oneInt(d *caddyfile.Dispenser, dst *int, least int) error {
 	name := d.Val()
 	var s string
 	if err := oneString(d, &s); err != nil {
@@ -199,6 +202,9 @@ func oneInt(d *caddyfile.Dispenser, dst *int) error {
 	n, err := strconv.Atoi(s)
 	if err != nil {
 		return d.Errf("voipnow_pce: %s: '%s' is not a whole number", name, s)
+	}
+	if n < least {
+		return d.Errf("voipnow_pce: %s: must be at least %d", name, least)
 	}
 	*dst = n
 	return nil

@@ -46,7 +46,10 @@ func TestCaddyfileErrors(t *testing.T) {
 		{"voipnow_pce {\n max_body lots\n}", "max_body: 'lots' is not a size"},
 		{"voipnow_pce {\n required_scopes\n}", "required_scopes needs at least one argument"},
 		{"voipnow_pce {\n client_id a\n client_id b\n}", "'client_id' given twice"},
-		{"voipnow_pce {\n allow_private_urls yes\n}", "wrong argument count"},
+		{"voipnow_pce {\n allow_private_urls yes\n}", "allow_private_urls takes no argument"},
+		{"voipnow_pce {\n id_max_length 0\n}", "id_max_length: must be at least 1"},
+		{"voipnow_pce {\n id_min_length -3\n}", "id_min_length: must be at least 1"},
+		{"voipnow_pce {\n cache_size 0\n}", "cache_size: must be at least 1, or -1"},
 		{"voipnow_pce {\n cache disk\n}", "cache: unknown type 'disk'"},
 		{"voipnow_pce {\n cache redis\n}", "cache redis needs at least one"},
 		{"voipnow_pce {\n cache memory redis://x\n}", "cache memory takes no argument"},
@@ -64,7 +67,7 @@ func TestCaddyfileErrors(t *testing.T) {
 // Validate refuses what cannot work, naming the subdirective.
 func TestValidate(t *testing.T) {
 	good := func() *Handler {
-		h := &Handler{IntrospectionURL: "http://127.0.0.1:1/introspect", ClientID: "gateway"}
+		h := &Handler{IntrospectionURL: "http://127.0.0.1:1/introspect", ClientID: "gateway", ClientSecret: "s"}
 		h.setDefaults()
 		return h
 	}
@@ -78,6 +81,7 @@ func TestValidate(t *testing.T) {
 		{func(h *Handler) { h.IntrospectionURL = "" }, "introspection_url: is required"},
 		{func(h *Handler) { h.IntrospectionURL = "ftp://x/" }, "introspection_url: must be an absolute http"},
 		{func(h *Handler) { h.ClientID = "" }, "client_id: is required"},
+		{func(h *Handler) { h.ClientSecret = "" }, "client_secret: is required"},
 		{func(h *Handler) { h.IDMaxLength = 1025 }, "id_max_length"},
 		{func(h *Handler) { h.IDMinLength, h.IDMaxLength = 10, 5 }, "id_max_length"},
 		{func(h *Handler) { h.MaxBody = 1 }, "max_body"},
@@ -115,4 +119,24 @@ http://127.0.0.1:1 {
 		event_types 0 x/y
 	}
 }`, "caddyfile", "event_types")
+	caddytest.AssertLoadError(t, `{
+	admin `+adminAddr+`
+}
+http://127.0.0.1:1 {
+	voipnow_pce {
+		introspection_url http://127.0.0.1:1/i
+		client_id gateway
+		client_secret {env.PCE_TEST_SURELY_UNSET}
+	}
+}`, "caddyfile", "client_secret: resolves to an empty value")
+	caddytest.AssertLoadError(t, `{
+	admin `+adminAddr+`
+}
+http://127.0.0.1:1 {
+	voipnow_pce {
+		introspection_url http://127.0.0.1:1/i
+		client_id {env.PCE_TEST_SURELY_UNSET}
+		client_secret s
+	}
+}`, "caddyfile", "client_id: resolves to an empty value")
 }

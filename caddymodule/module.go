@@ -74,7 +74,8 @@ type Handler struct {
 	BasePath string `json:"base_path,omitempty"`
 	// EventTypes are the accepted eventType values. Default: ["0","1","2"].
 	EventTypes []string `json:"event_types,omitempty"`
-	// IDMinLength is the shortest accepted eventId. Default: 1.
+	// IDMinLength is the shortest accepted eventId. Default: 1. (In JSON,
+	// 0 for this and the other numbers means the default.)
 	IDMinLength int `json:"id_min_length,omitempty"`
 	// IDMaxLength is the longest accepted eventId. Default: 32.
 	IDMaxLength int `json:"id_max_length,omitempty"`
@@ -165,11 +166,25 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	h.payloadRules = pce.PayloadRules{AllowPrivateURLs: h.AllowPrivateURLs}
 	h.maxBody = h.MaxBody
 
+	// Placeholders such as {env.PCE_CLIENT_SECRET} are resolved here, so
+	// that an unset variable is refused at load, not met as 503s later.
 	repl := caddy.NewReplacer()
+	endpoint := repl.ReplaceKnown(h.IntrospectionURL, "")
+	clientID := repl.ReplaceKnown(h.ClientID, "")
+	secret := repl.ReplaceKnown(h.ClientSecret, "")
+	if u, err := url.Parse(endpoint); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return fmt.Errorf("voipnow_pce: introspection_url: must be an absolute http or https URL once placeholders are resolved")
+	}
+	if clientID == "" {
+		return fmt.Errorf("voipnow_pce: client_id: resolves to an empty value (is its environment variable set?)")
+	}
+	if secret == "" {
+		return fmt.Errorf("voipnow_pce: client_secret: resolves to an empty value (is its environment variable set?)")
+	}
 	client, err := introspect.NewClient(introspect.Config{
-		Endpoint:     repl.ReplaceKnown(h.IntrospectionURL, ""),
-		ClientID:     repl.ReplaceKnown(h.ClientID, ""),
-		ClientSecret: repl.ReplaceKnown(h.ClientSecret, ""),
+		Endpoint:     endpoint,
+		ClientID:     clientID,
+		ClientSecret: secret,
 		UserClaim:    h.UserClaim,
 		Timeout:      time.Duration(h.IntrospectionTimeout),
 	})
@@ -252,6 +267,9 @@ func (h *Handler) Validate() error {
 	}
 	if h.ClientID == "" {
 		bad("client_id", "is required")
+	}
+	if h.ClientSecret == "" {
+		bad("client_secret", "is required (introspection uses client_secret_basic)")
 	}
 	if h.IntrospectionTimeout < 0 {
 		bad("introspection_timeout", "must be positive")
