@@ -68,7 +68,28 @@ func CheckWebhookURL(s string, allowPrivate bool) bool {
 	if strings.Count(authority, "@") > 1 {
 		return false
 	}
+	if !validPort(u.Port()) {
+		return false
+	}
 	return checkHost(u.Host, allowPrivate)
+}
+
+// validPort: none, or 1 to 65535 in plain decimal.
+func validPort(p string) bool {
+	if p == "" {
+		return true
+	}
+	if len(p) > 5 || p[0] == '0' {
+		return false
+	}
+	n := 0
+	for i := 0; i < len(p); i++ {
+		if p[i] < '0' || p[i] > '9' {
+			return false
+		}
+		n = n*10 + int(p[i]-'0')
+	}
+	return n >= 1 && n <= 65535
 }
 
 // checkHost checks the host[:port] of a parsed URL.

@@ -24,6 +24,8 @@ func TestCheckWebhookURL(t *testing.T) {
 		"http://[::ffff:8.8.8.8]/",
 		"http://[2002:808:808::1]/",
 		"http://example.com/a%20b",
+		"http://example.com:65535/",
+		"http://example.com:1/",
 	}
 	for _, u := range public {
 		if !CheckWebhookURL(u, false) {
@@ -122,6 +124,14 @@ func TestCheckWebhookURL(t *testing.T) {
 	for _, u := range invalid {
 		if CheckWebhookURL(u, false) || CheckWebhookURL(u, true) {
 			t.Errorf("CheckWebhookURL(%q) = true, want false", u)
+		}
+	}
+}
+
+func TestCheckWebhookURLPort(t *testing.T) {
+	for _, u := range []string{"https://example.com:99999/", "https://example.com:0/", "https://example.com:65536/", "https://example.com:080/", "https://example.com:8a/"} {
+		if CheckWebhookURL(u, true) {
+			t.Errorf("CheckWebhookURL(%q) = true: not a port", u)
 		}
 	}
 }
