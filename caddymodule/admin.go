@@ -74,8 +74,11 @@ func (a *adminAPI) handleRevoke(w http.ResponseWriter, r *http.Request) error {
 	var req revokeRequest
 	dec := json.NewDecoder(io.LimitReader(r.Body, 64<<10))
 	dec.DisallowUnknownFields()
-	if err := dec.Decode(&req); err != nil {
+	if err := dec.Decode(&req); err != nil || dec.More() {
 		return caddy.APIError{HTTPStatus: http.StatusBadRequest, Err: fmt.Errorf(`body must be {"token":"..."} or {"fingerprint":"..."}`)}
+	}
+	if _, err := dec.Token(); err != io.EOF {
+		return caddy.APIError{HTTPStatus: http.StatusBadRequest, Err: fmt.Errorf(`body must be one JSON object, {"token":"..."} or {"fingerprint":"..."}`)}
 	}
 	if (req.Token == "") == (req.Fingerprint == "") {
 		return caddy.APIError{HTTPStatus: http.StatusBadRequest, Err: fmt.Errorf(`give exactly one of "token" and "fingerprint"`)}

@@ -76,9 +76,9 @@ func (h *Handler) serveRoute(w http.ResponseWriter, r *http.Request, next caddyh
 	}
 	// 5. Forward the canonical request.
 	h.canonicalize(r, route, token, fromQuery, body)
-	countDecision("forwarded")
 	if err := next.ServeHTTP(tw, r); err != nil {
 		if tw.wrote {
+			countDecision("forwarded")
 			return err
 		}
 		if c := h.logger.Check(zapcore.ErrorLevel, "voipnow_pce: backend unavailable"); c != nil {
@@ -86,7 +86,9 @@ func (h *Handler) serveRoute(w http.ResponseWriter, r *http.Request, next caddyh
 		}
 		countDecision(pce.ErrBackendUnavailable.Code)
 		h.writeError(tw, pce.ErrBackendUnavailable)
+		return nil
 	}
+	countDecision("forwarded")
 	return nil
 }
 

@@ -43,7 +43,7 @@ func initMetrics() {
 		}, []string{"op"})
 		metrics.breakerOpen = prometheus.NewGauge(prometheus.GaugeOpts{
 			Namespace: ns, Subsystem: sub, Name: "redis_breaker_open",
-			Help: "1 while the Redis circuit breaker is open (Redis skipped), else 0.",
+			Help: "How many token caches have their Redis circuit breaker open (Redis skipped); 0 when all is well.",
 		})
 		// Every series exists from the start, at zero, so dashboards and
 		// rate() see the first event.
@@ -98,11 +98,14 @@ func (metricsObserver) RedisError(op string) {
 	metrics.redisErrors.WithLabelValues(op).Inc()
 }
 
+// BreakerState counts open breakers: each cache reports its own
+// transitions, open then closed, so the gauge is how many caches are
+// skipping their Redis right now.
 func (metricsObserver) BreakerState(open bool) {
 	if open {
-		metrics.breakerOpen.Set(1)
+		metrics.breakerOpen.Inc()
 	} else {
-		metrics.breakerOpen.Set(0)
+		metrics.breakerOpen.Dec()
 	}
 }
 

@@ -296,7 +296,9 @@ func (c *Cache) fill(ctx context.Context, hash, token string) (*introspect.Claim
 	claims, ttl, outcome := c.redis.get(ctx, hash)
 	switch outcome {
 	case redisHit:
-		if c.redisHit(hash, claims, ttl, "") {
+		// A revocation since the flight began may have deleted what was
+		// just read: then the read does not count.
+		if c.epoch.Load() == epoch && c.redisHit(hash, claims, ttl, "") {
 			return claims, nil
 		}
 		// Refused (too close to exp): reported as a miss.
@@ -311,7 +313,7 @@ func (c *Cache) fill(ctx context.Context, hash, token string) (*introspect.Claim
 	case lockOwned:
 		defer c.redis.unlock(ctx, hash, owner)
 	case lockHeld:
-		if claims := c.awaitOwner(ctx, hash); claims != nil {
+		if claims := c.awaitOwner(ctx, hash, epoch); claims != nil {
 			return claims, nil
 		}
 	}
@@ -320,7 +322,7 @@ func (c *Cache) fill(ctx context.Context, hash, token string) (*introspect.Claim
 
 // awaitOwner waits up to LockWait for the instance holding the lock to
 // store its answer; nil when it does not come.
-func (c *Cache) awaitOwner(ctx context.Context, hash string) *introspect.Claims {
+func (c *Cache) awaitOwner(ctx context.Context, hash string, epoch uint64) *introspect.Claims {
 	deadline := time.Now().Add(c.cfg.LockWait)
 	t := time.NewTimer(lockPoll)
 	defer t.Stop()
@@ -332,7 +334,7 @@ func (c *Cache) awaitOwner(ctx context.Context, hash string) *introspect.Claims 
 		}
 		claims, ttl, done := c.redis.poll(ctx, hash)
 		if claims != nil {
-			if c.redisHit(hash, claims, ttl, "coalesced") {
+			if c.epoch.Load() == epoch && c.redisHit(hash, claims, ttl, "coalesced") {
 				return claims
 			}
 			return nil
