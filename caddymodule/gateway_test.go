@@ -263,6 +263,7 @@ func TestMethodSpellings(t *testing.T) {
 		{http.MethodPost, []string{"X-HTTP-Method-Override: PUT"}},
 		{http.MethodPost, []string{"X-HTTP-Method: put"}},
 		{http.MethodPost, []string{"X-Method-Override: Put"}},
+		{http.MethodPost, []string{"X-HTTP-Method-Override: GET", "X-HTTP-Method-Override: PUT"}},
 	} {
 		s.expectError(s.do(tc.method, pagePath, `{"method":"PUT"}`, append(tc.header, "Authorization: Bearer "+goodToken)...), http.StatusBadRequest, "pce_method_invalid")
 		s.expectError(s.do(tc.method, pagePath, `{}`, tc.header...), http.StatusUnauthorized, "access_denied")
@@ -271,6 +272,17 @@ func TestMethodSpellings(t *testing.T) {
 			t.Errorf("%s %v reached the backend as %s with %v", tc.method, tc.header, got.Method, got.Header)
 		}
 		jsonEqual(t, got.Body, `{"method":"1"}`)
+	}
+	// Symfony's _method query parameter on a POST.
+	s.expectError(s.do(http.MethodPost, pagePath+"?_method=put", `{}`), http.StatusUnauthorized, "access_denied")
+	got := s.expectForwarded(s.do(http.MethodPost, pagePath+"?_method=PUT", `{}`, "Authorization: Bearer "+goodToken))
+	if got.Method != http.MethodPut || got.RequestURI != pagePath {
+		t.Errorf("POST ?_method=PUT reached the backend as %s %s", got.Method, got.RequestURI)
+	}
+	// On a GET it means nothing: pass through.
+	got = s.expectForwarded(s.do(http.MethodGet, pagePath+"?_method=PUT", ""))
+	if got.Method != http.MethodGet || got.RequestURI != pagePath+"?_method=PUT" {
+		t.Errorf("GET ?_method=PUT reached the backend as %s %s", got.Method, got.RequestURI)
 	}
 }
 

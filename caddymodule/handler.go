@@ -96,15 +96,29 @@ func (h *Handler) serveRoute(w http.ResponseWriter, r *http.Request, next caddyh
 // stand for another method.
 var methodOverrides = []string{"X-Http-Method-Override", "X-Http-Method", "X-Method-Override"}
 
+// methodParam is the query parameter with which PHP frameworks (Symfony's
+// method override) let a POST stand for another method.
+const methodParam = "_method"
+
 // isPut reports whether the backend would take r for a PUT: the method in
-// any letter case, or a method-override header saying PUT.
+// any letter case, a method-override header saying PUT, or a POST with
+// _method=PUT in its query.
 func isPut(r *http.Request) bool {
 	if r.Method == http.MethodPut || strings.EqualFold(r.Method, http.MethodPut) {
 		return true
 	}
 	for _, name := range methodOverrides {
-		if v, ok := r.Header[name]; ok && len(v) > 0 && strings.EqualFold(strings.TrimSpace(v[0]), http.MethodPut) {
-			return true
+		for _, v := range r.Header[name] {
+			if strings.EqualFold(strings.TrimSpace(v), http.MethodPut) {
+				return true
+			}
+		}
+	}
+	if r.Method == http.MethodPost && strings.Contains(r.URL.RawQuery, methodParam) {
+		for _, v := range r.URL.Query()[methodParam] {
+			if strings.EqualFold(strings.TrimSpace(v), http.MethodPut) {
+				return true
+			}
 		}
 	}
 	return false
@@ -176,6 +190,13 @@ func (h *Handler) canonicalize(r *http.Request, route pce.Route, token string, f
 	r.Method = http.MethodPut
 	for _, name := range methodOverrides {
 		delete(r.Header, name)
+	}
+	if strings.Contains(r.URL.RawQuery, methodParam) {
+		q := r.URL.Query()
+		if _, ok := q[methodParam]; ok {
+			q.Del(methodParam)
+			r.URL.RawQuery = q.Encode()
+		}
 	}
 	if pce.MayHoldToken(r.URL.RawQuery) {
 		r.URL.RawQuery, _ = pce.WithoutQueryToken(r.URL.RawQuery)
