@@ -17,7 +17,6 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"sync"
@@ -212,6 +211,7 @@ func New(cfg Config, upstream introspect.Introspector) (*Cache, error) {
 			prefix:  cfg.KeyPrefix,
 			obs:     cfg.Observer,
 			log:     cfg.Logger,
+			now:     cfg.Now,
 		}
 		c.redis.br = newBreaker(breakerThreshold, breakerCooldown, breakerMaxCooldown, func(open bool) {
 			if open {
@@ -485,7 +485,7 @@ func (c *Cache) writeBehind(e *entry) {
 		return
 	}
 	ttl := time.Duration(e.expires - c.now().UnixNano())
-	raw, err := json.Marshal(e.claims)
+	raw, err := c.redis.encode(e.claims, time.Unix(0, e.expires))
 	if ttl < time.Millisecond || err != nil {
 		return
 	}

@@ -154,7 +154,8 @@ func TestLockWaitTakesOwnersAnswer(t *testing.T) {
 	}
 	go func() {
 		time.Sleep(30 * time.Millisecond)
-		rdb.Set(ctx, c.redis.key(hash), `{"active":true,"user":"7"}`, time.Minute)
+		raw, _ := c.redis.encode(&introspect.Claims{Active: true, User: "7"}, time.Now().Add(time.Minute))
+		rdb.Set(ctx, c.redis.key(hash), raw, time.Minute)
 	}()
 	got := mustIntrospect(t, c, "tok-owner")
 	if !got.Active || got.User != "7" {

@@ -36,6 +36,7 @@ type redisTier struct {
 	br      *breaker
 	obs     Observer
 	log     *zap.Logger
+	now     func() time.Time
 
 	logMu      sync.Mutex
 	lastWarn   time.Time
@@ -83,31 +84,27 @@ const (
 	redisHit
 )
 
-// get reads an entry: the claims and the remaining lifetime.
+// get reads an entry with one GET: the claims and the remaining lifetime,
+// which the value carries (its expiry), so no PTTL round trip is needed.
 func (r *redisTier) get(ctx context.Context, hash string) (c *introspect.Claims, ttl time.Duration, outcome int) {
 	if !r.br.allow() {
 		return nil, 0, redisSkipped
 	}
 	ctx, cancel := context.WithTimeout(ctx, r.timeout)
 	defer cancel()
-	pipe := r.rdb.Pipeline()
-	getCmd := pipe.Get(ctx, r.key(hash))
-	ttlCmd := pipe.PTTL(ctx, r.key(hash))
-	_, err := pipe.Exec(ctx)
+	raw, err := r.rdb.Get(ctx, r.key(hash)).Bytes()
 	if r.result("get", err) {
 		return nil, 0, redisSkipped
 	}
-	raw, err := getCmd.Bytes()
-	if err != nil {
+	if err != nil { // redis.Nil
 		return nil, 0, redisMiss
 	}
-	ttl = ttlCmd.Val()
-	if ttl <= 0 { // expiring right now, or no TTL (not ours to trust)
-		return nil, 0, redisMiss
-	}
-	c, err = decodeClaims(raw)
+	c, ttl, err = r.decode(raw)
 	if err != nil {
 		r.fail("get", err)
+		return nil, 0, redisMiss
+	}
+	if ttl <= 0 { // expiring right now
 		return nil, 0, redisMiss
 	}
 	return c, ttl, redisHit
@@ -119,7 +116,7 @@ func (r *redisTier) set(ctx context.Context, hash string, c *introspect.Claims, 
 	if ttl < time.Millisecond {
 		return true
 	}
-	raw, err := json.Marshal(c)
+	raw, err := r.encode(c, r.now().Add(ttl))
 	if err != nil {
 		return true // cannot happen with Claims; nothing Redis could do
 	}
@@ -185,25 +182,40 @@ func (r *redisTier) poll(ctx context.Context, hash string) (c *introspect.Claims
 	defer cancel()
 	pipe := r.rdb.Pipeline()
 	getCmd := pipe.Get(ctx, r.key(hash))
-	ttlCmd := pipe.PTTL(ctx, r.key(hash))
 	lockCmd := pipe.Exists(ctx, r.lockKey(hash))
 	_, err := pipe.Exec(ctx)
 	if r.result("get", err) {
 		return nil, 0, true
 	}
-	if raw, err := getCmd.Bytes(); err == nil && ttlCmd.Val() > 0 {
-		if c, err := decodeClaims(raw); err == nil {
-			return c, ttlCmd.Val(), true
+	if raw, err := getCmd.Bytes(); err == nil {
+		if c, ttl, err := r.decode(raw); err == nil && ttl > 0 {
+			return c, ttl, true
 		}
 	}
 	return nil, 0, lockCmd.Val() == 0
 }
 
-// decodeClaims reads a stored value.
-func decodeClaims(raw []byte) (*introspect.Claims, error) {
-	c := new(introspect.Claims)
-	if err := json.Unmarshal(raw, c); err != nil {
-		return nil, err
+// stored is a Redis value: the claims and when the entry expires (Unix
+// milliseconds), the same moment as the key's own TTL.
+type stored struct {
+	introspect.Claims
+	Expires int64 `json:"x"`
+}
+
+// encode makes the value of an entry that expires at expires.
+func (r *redisTier) encode(c *introspect.Claims, expires time.Time) ([]byte, error) {
+	return json.Marshal(&stored{Claims: *c, Expires: expires.UnixMilli()})
+}
+
+// decode reads a value: the claims and their remaining lifetime.
+func (r *redisTier) decode(raw []byte) (*introspect.Claims, time.Duration, error) {
+	var v stored
+	if err := json.Unmarshal(raw, &v); err != nil {
+		return nil, 0, err
 	}
-	return c, nil
+	if v.Expires == 0 {
+		return nil, 0, errors.New("stored entry without expiry")
+	}
+	c := v.Claims
+	return &c, time.UnixMilli(v.Expires).Sub(r.now()), nil
 }
