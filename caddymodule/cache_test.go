@@ -277,3 +277,28 @@ func TestStaleIfError(t *testing.T) {
 		s.backend.Take()
 	}
 }
+
+// `cache redis <url> <url> <url>` is a Redis Cluster: the gateway stores
+// and finds its answers there.
+func TestRedisClusterConfig(t *testing.T) {
+	nodes := redistest.StartCluster(t, 3)
+	urls := ""
+	for _, n := range nodes {
+		urls += " " + n.URL()
+	}
+	s := newStack(t, "cache redis"+urls+"\ncache_size -1")
+	grantAll(s)
+	for range 3 {
+		s.expectForwarded(s.put(pagePath, goodToken, `{}`))
+	}
+	if n := s.idp.Calls.Load(); n != 1 {
+		t.Errorf("%d introspection calls with the in-process tier off: the Cluster did not answer", n)
+	}
+	stored := 0
+	for _, n := range nodes {
+		stored += len(redisKeys(t, n.URL()))
+	}
+	if stored != 1 {
+		t.Errorf("%d keys in the Cluster, want 1", stored)
+	}
+}

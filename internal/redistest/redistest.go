@@ -25,6 +25,7 @@ type Server struct {
 	bin  string
 	port int
 	dir  string
+	args []string // extra redis-server arguments
 
 	mu   sync.Mutex
 	cmd  *exec.Cmd
@@ -58,6 +59,82 @@ func Start(t testing.TB) *Server {
 	}
 	t.Fatalf("redistest: %v", lastErr)
 	return nil
+}
+
+// StartCluster runs n private redis-servers in cluster mode (no replicas),
+// joins them into one Redis Cluster with redis-cli and waits until every
+// node reports cluster_state:ok. A Cluster needs at least 3 masters.
+func StartCluster(t testing.TB, n int) []*Server {
+	t.Helper()
+	bin, err := exec.LookPath("redis-server")
+	if err != nil {
+		t.Fatalf("redistest: redis-server is not on PATH (install it, e.g. apt-get install redis-server): %v", err)
+	}
+	cli, err := exec.LookPath("redis-cli")
+	if err != nil {
+		t.Fatalf("redistest: redis-cli is not on PATH (it comes with redis-server): %v", err)
+	}
+	nodes := make([]*Server, n)
+	addrs := make([]string, n)
+	for i := range nodes {
+		s := &Server{t: t, bin: bin, dir: t.TempDir()}
+		t.Cleanup(s.Stop)
+		var lastErr error
+		for range 5 {
+			// The cluster bus listens on port+10000: both must be free.
+			if s.port, err = freeClusterPort(); err != nil {
+				t.Fatalf("redistest: no free port pair: %v", err)
+			}
+			s.args = []string{"--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf", "--cluster-node-timeout", "2000"}
+			if lastErr = s.start(); lastErr == nil {
+				break
+			}
+			s.Stop()
+		}
+		if lastErr != nil {
+			t.Fatalf("redistest: cluster node: %v", lastErr)
+		}
+		nodes[i], addrs[i] = s, s.Addr()
+	}
+	args := append([]string{"--cluster", "create"}, addrs...)
+	args = append(args, "--cluster-replicas", "0", "--cluster-yes")
+	if out, err := exec.Command(cli, args...).CombinedOutput(); err != nil {
+		t.Fatalf("redistest: redis-cli --cluster create: %v\n%s", err, out)
+	}
+	deadline := time.Now().Add(readyTimeout)
+	for _, a := range addrs {
+		for {
+			out, _ := exec.Command(cli, "-h", "127.0.0.1", "-p", a[len("127.0.0.1:"):], "cluster", "info").Output()
+			if bytes.Contains(out, []byte("cluster_state:ok")) {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("redistest: node %s never reported cluster_state:ok:\n%s", a, out)
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+	}
+	return nodes
+}
+
+// freeClusterPort finds a port p with p and p+10000 both free.
+func freeClusterPort() (int, error) {
+	for range 50 {
+		p, err := freePort()
+		if err != nil {
+			return 0, err
+		}
+		if p+10000 > 65535 {
+			continue
+		}
+		l, err := net.Listen("tcp", "127.0.0.1:"+strconv.Itoa(p+10000))
+		if err != nil {
+			continue
+		}
+		l.Close()
+		return p, nil
+	}
+	return 0, fmt.Errorf("no port p with p+10000 free")
 }
 
 // Addr is the server's host:port.
@@ -115,6 +192,7 @@ func (s *Server) start() error {
 		"--daemonize", "no",
 		"--dir", s.dir,
 	)
+	cmd.Args = append(cmd.Args, s.args...)
 	out := &lockedWriter{w: &bytes.Buffer{}}
 	cmd.Stdout = out
 	cmd.Stderr = out
