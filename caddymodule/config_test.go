@@ -139,4 +139,15 @@ http://127.0.0.1:1 {
 		client_secret s
 	}
 }`, "caddyfile", "client_id: resolves to an empty value")
+	caddytest.AssertLoadError(t, `{
+	admin `+adminAddr+`
+}
+http://127.0.0.1:1 {
+	voipnow_pce {
+		introspection_url http://127.0.0.1:1/i
+		client_id gateway
+		client_secret s
+		key_secret {env.PCE_TEST_SURELY_UNSET}
+	}
+}`, "caddyfile", "key_secret: resolves to an empty value")
 }

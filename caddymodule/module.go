@@ -181,6 +181,14 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	if secret == "" {
 		return fmt.Errorf("voipnow_pce: client_secret: resolves to an empty value (is its environment variable set?)")
 	}
+	if h.KeySecret != "" && repl.ReplaceKnown(h.KeySecret, "") == "" {
+		return fmt.Errorf("voipnow_pce: key_secret: resolves to an empty value (is its environment variable set?)")
+	}
+	for _, u := range h.Cache.URLs {
+		if repl.ReplaceKnown(u, "") == "" {
+			return fmt.Errorf("voipnow_pce: cache: a Redis URL resolves to an empty value (is its environment variable set?)")
+		}
+	}
 	client, err := introspect.NewClient(introspect.Config{
 		Endpoint:     endpoint,
 		ClientID:     clientID,
