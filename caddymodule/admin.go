@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"strings"
 
 	"github.com/caddyserver/caddy/v2"
 	"go.uber.org/zap"
@@ -65,10 +66,14 @@ type revokeAnswer struct {
 	Redis  int `json:"redis"`
 	// Published counts the caches that told the other instances on Redis.
 	Published int `json:"published"`
+	// Error says what could not be done, when the revocation is
+	// incomplete (503): the counts above still say what was.
+	Error string `json:"error,omitempty"`
 }
 
 func (a *adminAPI) handleRevoke(w http.ResponseWriter, r *http.Request) error {
 	if r.Method != http.MethodPost {
+		w.Header().Set("Allow", http.MethodPost)
 		return caddy.APIError{HTTPStatus: http.StatusMethodNotAllowed, Err: fmt.Errorf("method not allowed: use POST")}
 	}
 	var req revokeRequest
@@ -83,8 +88,9 @@ func (a *adminAPI) handleRevoke(w http.ResponseWriter, r *http.Request) error {
 	if (req.Token == "") == (req.Fingerprint == "") {
 		return caddy.APIError{HTTPStatus: http.StatusBadRequest, Err: fmt.Errorf(`give exactly one of "token" and "fingerprint"`)}
 	}
+	req.Fingerprint = strings.ToLower(req.Fingerprint)
 	if req.Fingerprint != "" && !tokencache.ValidFingerprint(req.Fingerprint) {
-		return caddy.APIError{HTTPStatus: http.StatusBadRequest, Err: fmt.Errorf("fingerprint must be the 12 to 64 lower-case hex characters the logs show")}
+		return caddy.APIError{HTTPStatus: http.StatusBadRequest, Err: fmt.Errorf("fingerprint must be the 12 to 64 hex characters the logs show")}
 	}
 
 	ans := revokeAnswer{Fingerprints: []string{}}
@@ -104,13 +110,21 @@ func (a *adminAPI) handleRevoke(w http.ResponseWriter, r *http.Request) error {
 		}
 		return true
 	})
+	if ans.Caches == 0 {
+		// Nothing here could purge anything, nor tell other instances.
+		return caddy.APIError{HTTPStatus: http.StatusConflict, Err: fmt.Errorf("no voipnow_pce handler is loaded in this Caddy: nothing was revoked")}
+	}
 	a.logger.Info("token revoked", zap.Strings("fingerprints", ans.Fingerprints),
 		zap.Int("memory", ans.Memory), zap.Int("redis", ans.Redis), zap.Int("published", ans.Published))
+	status := http.StatusOK
 	if firstErr != nil {
 		// The local tier is purged; Redis or the other instances may not be.
-		return caddy.APIError{HTTPStatus: http.StatusServiceUnavailable, Err: fmt.Errorf("revocation incomplete: %v", firstErr)}
+		status = http.StatusServiceUnavailable
+		ans.Error = "revocation incomplete: " + firstErr.Error()
+		a.logger.Error("revocation incomplete", zap.Error(firstErr))
 	}
 	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
 	return json.NewEncoder(w).Encode(ans)
 }
 

@@ -25,14 +25,16 @@ var sharedCaches = caddy.NewUsagePool()
 // sharedCache is one token cache with what it owns.
 type sharedCache struct {
 	cache  *tokencache.Cache
+	client *introspect.Client
 	redis  redis.UniversalClient
 	cancel context.CancelFunc
 }
 
-// Destruct stops the cache's goroutines and closes its Redis client.
+// Destruct stops the cache's goroutines and closes its connections.
 func (s *sharedCache) Destruct() error {
 	s.cancel()
 	s.cache.Close()
+	s.client.CloseIdleConnections()
 	if s.redis != nil {
 		return s.redis.Close()
 	}
@@ -135,7 +137,7 @@ func loadSharedCache(ctx caddy.Context, h *Handler, client *introspect.Client, r
 		}
 		runCtx, cancel := context.WithCancel(context.Background())
 		cache.Start(runCtx)
-		return &sharedCache{cache: cache, redis: rdb, cancel: cancel}, nil
+		return &sharedCache{cache: cache, client: client, redis: rdb, cancel: cancel}, nil
 	})
 	if err != nil {
 		return nil, "", err

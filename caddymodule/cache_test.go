@@ -105,10 +105,10 @@ func TestRevoke(t *testing.T) {
 	}
 	s.expectError(s.put(pagePath, goodToken, `{}`), http.StatusUnauthorized, "access_denied")
 
-	// By fingerprint, too.
+	// By fingerprint, too, in either letter case.
 	s.expectForwarded(s.put(pagePath, userToken, `{}`))
 	s.idp.Set(userToken, map[string]any{"active": false})
-	fp := s.fingerprint(userToken)
+	fp := strings.ToUpper(s.fingerprint(userToken))
 	res, body = adminPost(t, "/voipnow_pce/revoke", `{"fingerprint":"`+fp+`"}`)
 	if res.StatusCode != http.StatusOK {
 		t.Fatalf("revoke by fingerprint: %d %s", res.StatusCode, body)
@@ -300,5 +300,22 @@ func TestRedisClusterConfig(t *testing.T) {
 	}
 	if stored != 1 {
 		t.Errorf("%d keys in the Cluster, want 1", stored)
+	}
+}
+
+// With no gateway loaded, a revocation purges nothing and says so.
+func TestRevokeWithoutGateway(t *testing.T) {
+	newTesterFor(t, globalOptions()+fmt.Sprintf("\nhttp://127.0.0.1:%d {\n\trespond ok\n}\n", freePort(t)))
+	res, body := adminPost(t, "/voipnow_pce/revoke", `{"token":"abc"}`)
+	if res.StatusCode != http.StatusConflict {
+		t.Errorf("revoke with no voipnow_pce loaded: %d %s, want 409", res.StatusCode, body)
+	}
+	res, err := http.Get("http://" + adminAddr + "/voipnow_pce/revoke")
+	if err != nil {
+		t.Fatal(err)
+	}
+	res.Body.Close()
+	if res.StatusCode != http.StatusMethodNotAllowed || res.Header.Get("Allow") != http.MethodPost {
+		t.Errorf("GET revoke: %d, Allow %q", res.StatusCode, res.Header.Get("Allow"))
 	}
 }

@@ -1,7 +1,11 @@
 package caddymodule
 
 import (
+	"bytes"
+	"fmt"
 	"net/http"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -340,4 +344,42 @@ func TestBackendDown(t *testing.T) {
 	tester := newTesterFor(t, gatewayConfig(port, idp.URL(), "127.0.0.1:"+itoa(dead), ""))
 	s := &stack{t: t, tester: tester, idp: idp, backend: &testservers.Backend{}, base: "http://127.0.0.1:" + itoa(port)}
 	s.expectError(s.put(pagePath, goodToken, pageBody), http.StatusBadGateway, "backend_unavailable")
+}
+
+// After the gateway moves a query token into the header, nothing of it is
+// left where Caddy's logs read the request line (reverse_proxy's debug
+// log of the upstream request prints RequestURI).
+func TestQueryTokenLeavesNoTrace(t *testing.T) {
+	idp, backend := testservers.NewIdP(t), testservers.NewBackend(t)
+	idp.Grant(goodToken, "uapi", "1001")
+	port := freePort(t)
+	logFile := filepath.Join(t.TempDir(), "caddy.log")
+	cfg := fmt.Sprintf(`{
+	admin %s
+	auto_https off
+	grace_period 1ns
+	log {
+		output file %s
+		level DEBUG
+	}
+}
+http://127.0.0.1:%d {
+	voipnow_pce {
+		introspection_url %s
+		client_id gateway
+		client_secret s3cret
+	}
+	reverse_proxy %s
+}
+`, adminAddr, logFile, port, idp.URL(), backend.Addr)
+	s := &stack{t: t, tester: newTesterFor(t, cfg), idp: idp, backend: backend, base: "http://127.0.0.1:" + itoa(port)}
+	s.expectForwarded(s.put(pagePath+"?a=1&accessRequestToken=Bearer%20"+goodToken, "", `{}`))
+	var logged []byte
+	waitFor(t, "reverse_proxy's debug log of the request", 5*time.Second, func() bool {
+		logged, _ = os.ReadFile(logFile)
+		return bytes.Contains(logged, []byte("upstream roundtrip"))
+	})
+	if bytes.Contains(logged, []byte(goodToken)) {
+		t.Errorf("the token is in Caddy's log:\n%s", logged)
+	}
 }

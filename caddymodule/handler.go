@@ -138,7 +138,13 @@ func (h *Handler) authenticate(r *http.Request) (token string, fromQuery bool, c
 	}
 	claims, err := h.lookup.Introspect(r.Context(), token)
 	if err != nil {
-		if c := h.logger.Check(zapcore.WarnLevel, "voipnow_pce: token could not be checked"); c != nil {
+		// The endpoint refusing the gateway itself (4xx) is a configuration
+		// fault: an error; an endpoint that is down is a warning.
+		level := zapcore.WarnLevel
+		if errors.Is(err, introspect.ErrRefused) {
+			level = zapcore.ErrorLevel
+		}
+		if c := h.logger.Check(level, "voipnow_pce: token could not be checked"); c != nil {
 			c.Write(zap.String("token_fingerprint", h.shared.cache.Fingerprint(token)), zap.Error(err))
 		}
 		if errors.Is(err, introspect.ErrUnavailable) {
@@ -216,6 +222,9 @@ func (h *Handler) canonicalize(r *http.Request, route pce.Route, token string, f
 	r.ContentLength = int64(len(body))
 	r.Body = newForwardBody(body)
 	r.GetBody = func() (io.ReadCloser, error) { return newForwardBody(body), nil }
+	// Caddy's {http.request.uri} and reverse_proxy's logs read RequestURI:
+	// it must not keep a query token either.
+	r.RequestURI = r.URL.RequestURI()
 }
 
 // reject answers with e and counts the decision.

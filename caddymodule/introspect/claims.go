@@ -58,3 +58,8 @@ type Introspector interface {
 // endpoint is unreachable, timed out, answered 5xx or answered nonsense.
 // The gateway never treats it as "allowed".
 var ErrUnavailable = errors.New("introspection endpoint unavailable")
+
+// ErrRefused is wrapped, beside ErrUnavailable, when the endpoint answers
+// 4xx: it refuses the gateway itself (wrong client credentials, wrong URL),
+// a configuration fault rather than an outage.
+var ErrRefused = errors.New("the introspection endpoint refused the gateway's request (check client_id, client_secret and introspection_url)")

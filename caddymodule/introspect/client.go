@@ -162,6 +162,9 @@ func (c *Client) Introspect(ctx context.Context, token string) (*Claims, error) 
 	}
 	defer closeBody(resp.Body)
 
+	if resp.StatusCode >= 400 && resp.StatusCode < 500 {
+		return nil, fmt.Errorf("%w: %w: POST %s: status %d", ErrUnavailable, ErrRefused, c.display, resp.StatusCode)
+	}
 	if resp.StatusCode != http.StatusOK {
 		return nil, fmt.Errorf("%w: POST %s: status %d", ErrUnavailable, c.display, resp.StatusCode)
 	}

@@ -121,3 +121,15 @@ func (b *breaker) failure() {
 		b.onChange(true)
 	}
 }
+
+// release closes an open breaker for good when its cache goes away, so
+// that whoever counts open breakers counts this one no more.
+func (b *breaker) release() {
+	b.mu.Lock()
+	wasOpen := b.state.Load() != breakerClosed
+	b.state.Store(breakerClosed)
+	b.mu.Unlock()
+	if wasOpen && b.onChange != nil {
+		b.onChange(false)
+	}
+}

@@ -519,6 +519,11 @@ func randomOwner() string {
 // Close stops the cache's goroutines. It does not close the Redis client:
 // its owner does.
 func (c *Cache) Close() {
-	c.closeOnce.Do(func() { close(c.done) })
+	c.closeOnce.Do(func() {
+		close(c.done)
+		if c.redis != nil {
+			c.redis.br.release()
+		}
+	})
 	c.wg.Wait()
 }
