@@ -206,6 +206,11 @@ func TestMalformedAndFailures(t *testing.T) {
 				t.Errorf("claims %+v with error", *got)
 			}
 			checkUnavailable(t, err)
+			// A 4xx is the endpoint refusing the gateway: a configuration
+			// fault, told apart from an outage.
+			if refused := tt.status >= 400 && tt.status < 500; errors.Is(err, ErrRefused) != refused {
+				t.Errorf("errors.Is(err, ErrRefused) = %v for status %d", !refused, tt.status)
+			}
 		})
 	}
 }
