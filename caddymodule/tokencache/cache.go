@@ -231,11 +231,6 @@ func (c *Cache) Fingerprint(token string) string {
 	return c.keys.hash(token)[:fingerprintLen]
 }
 
-// flightResult is what one flight hands to every caller.
-type flightResult struct {
-	claims *introspect.Claims
-}
-
 // Introspect answers what token means, from a cache tier when it can,
 // else from the upstream introspector. Errors are never cached; with
 // StaleIfError, an unavailable upstream may be answered by a recently
