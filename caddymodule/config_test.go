@@ -101,53 +101,13 @@ func TestValidate(t *testing.T) {
 // Caddy itself refuses a wrong configuration at load, with the
 // subdirective's name in the message.
 func TestLoadRefusesBadConfig(t *testing.T) {
-	caddytest.AssertLoadError(t, `{
-	admin `+adminAddr+`
-}
-http://127.0.0.1:1 {
-	voipnow_pce {
-		client_id gateway
+	for _, tc := range []struct{ block, want string }{
+		{"client_id gateway", "introspection_url: is required"},
+		{"introspection_url http://127.0.0.1:1/i\nclient_id gateway\nevent_types 0 x/y", "event_types"},
+		{"introspection_url http://127.0.0.1:1/i\nclient_id gateway\nclient_secret {env.PCE_TEST_SURELY_UNSET}", "client_secret: resolves to an empty value"},
+		{"introspection_url http://127.0.0.1:1/i\nclient_id {env.PCE_TEST_SURELY_UNSET}\nclient_secret s", "client_id: resolves to an empty value"},
+		{"introspection_url http://127.0.0.1:1/i\nclient_id gateway\nclient_secret s\nkey_secret {env.PCE_TEST_SURELY_UNSET}", "key_secret: resolves to an empty value"},
+	} {
+		caddytest.AssertLoadError(t, globalOptions()+"\nhttp://127.0.0.1:1 {\n\tvoipnow_pce {\n"+tc.block+"\n\t}\n}\n", "caddyfile", tc.want)
 	}
-}`, "caddyfile", "introspection_url: is required")
-	caddytest.AssertLoadError(t, `{
-	admin `+adminAddr+`
-}
-http://127.0.0.1:1 {
-	voipnow_pce {
-		introspection_url http://127.0.0.1:1/i
-		client_id gateway
-		event_types 0 x/y
-	}
-}`, "caddyfile", "event_types")
-	caddytest.AssertLoadError(t, `{
-	admin `+adminAddr+`
-}
-http://127.0.0.1:1 {
-	voipnow_pce {
-		introspection_url http://127.0.0.1:1/i
-		client_id gateway
-		client_secret {env.PCE_TEST_SURELY_UNSET}
-	}
-}`, "caddyfile", "client_secret: resolves to an empty value")
-	caddytest.AssertLoadError(t, `{
-	admin `+adminAddr+`
-}
-http://127.0.0.1:1 {
-	voipnow_pce {
-		introspection_url http://127.0.0.1:1/i
-		client_id {env.PCE_TEST_SURELY_UNSET}
-		client_secret s
-	}
-}`, "caddyfile", "client_id: resolves to an empty value")
-	caddytest.AssertLoadError(t, `{
-	admin `+adminAddr+`
-}
-http://127.0.0.1:1 {
-	voipnow_pce {
-		introspection_url http://127.0.0.1:1/i
-		client_id gateway
-		client_secret s
-		key_secret {env.PCE_TEST_SURELY_UNSET}
-	}
-}`, "caddyfile", "key_secret: resolves to an empty value")
 }

@@ -1,6 +1,7 @@
 package pce
 
 import (
+	"github.com/voipnow-pce/caddy-voipnow-pce/internal/testservers"
 	"strings"
 	"testing"
 )
@@ -14,16 +15,7 @@ const pagePayload = `{
 
 // The full PhoneCallEvent of the page's answer, as a client echoing a GET
 // would send it.
-const pageFullPayload = `{
-  "type": "0",
-  "id": "NqeyDRqo4FtabmFj8gNWq3hsiGNYyq",
-  "method": "1",
-  "note": "I want to use POST for my event",
-  "url": "http://myevent.com/SaveMyPhoneCallDetails",
-  "status": "1",
-  "modified":"2012-07-10T18:16:12+03:00",
-  "links": {"self":"https://x.x.x.x/uapi/extensions/@me/0003*210/phoneCallEvents/MyPhoneCallEvent"}
- }`
+const pageFullPayload = testservers.PageAnswer
 
 func TestAppendNormalized(t *testing.T) {
 	note1024 := strings.Repeat("é", 1000) + strings.Repeat("😀", 24)
