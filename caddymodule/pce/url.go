@@ -18,8 +18,19 @@ import (
 //
 // Unless allowPrivate, the host must not be a loopback, private (RFC 1918,
 // fc00::/7), link-local, unspecified, CGNAT, multicast or otherwise reserved
-// address (also IPv4-mapped or -embedded IPv6, with or without a zone), nor
-// localhost or a name under .localhost.
+// address, in any spelling: IPv4-mapped, IPv4-compatible, SIIT
+// (::ffff:0:0:0/96) and NAT64 (64:ff9b::/96) IPv6 are judged by the embedded
+// IPv4 address, 6to4 (2002::/16) by the embedded one too, and the local NAT64
+// prefix 64:ff9b:1::/48 and Teredo (2001::/32) are refused whole; a zone is
+// ignored. Nor may it be a name that cannot be public: a single label (no
+// dot once a trailing dot is dropped, so reachable only through search
+// domains: localhost, localhost4, localhost6, ip6-localhost, ip6-loopback,
+// intranet) or, in any letter case, one of localhost, local, internal,
+// home.arpa, localdomain, localdomain4 and localdomain6 or a name under one
+// (foo.localhost, printer.local, db.internal, localhost.localdomain,
+// localhost4.localdomain4, localhost6.localdomain6). Names are not resolved.
+//
+// With allowPrivate, only the syntax is checked.
 func CheckWebhookURL(s string, allowPrivate bool) bool {
 	if s == "" {
 		return false
@@ -140,12 +151,38 @@ func checkHost(hostport string, allowPrivate bool) bool {
 	if allowPrivate {
 		return true
 	}
-	lower := strings.ToLower(host)
-	switch lower {
-	case "localhost", "ip6-localhost", "ip6-loopback":
+	return publicName(host)
+}
+
+// nonPublicDomains are the domains whose names cannot be public (RFC 6761
+// localhost, RFC 6762 local, ICANN's internal, RFC 8375 home.arpa, and the
+// localdomain names of /etc/hosts), each with its leading dot.
+var nonPublicDomains = []string{
+	".localhost",
+	".local",
+	".internal",
+	".home.arpa",
+	".localdomain",
+	".localdomain4",
+	".localdomain6",
+}
+
+// publicName reports whether host, a syntactically valid DNS name without
+// its trailing dot, may be public: it has two labels or more and is neither
+// one of nonPublicDomains nor under one. A single label (localhost,
+// localhost4, ip6-loopback, intranet) is resolved through the search
+// domains or /etc/hosts, never as a public name.
+func publicName(host string) bool {
+	if strings.IndexByte(host, '.') < 0 {
 		return false
 	}
-	return !strings.HasSuffix(lower, ".localhost")
+	lower := strings.ToLower(host)
+	for _, d := range nonPublicDomains {
+		if lower == d[1:] || strings.HasSuffix(lower, d) {
+			return false
+		}
+	}
+	return true
 }
 
 // endsInNumber reports whether a host label is numeric in the WHATWG sense
@@ -245,22 +282,24 @@ var blockedPrefixes = []netip.Prefix{
 	netip.MustParsePrefix("fec0::/10"),      // site-local (deprecated)
 	netip.MustParsePrefix("ff00::/8"),       // multicast
 	netip.MustParsePrefix("100::/64"),       // discard-only
+	netip.MustParsePrefix("2001::/32"),      // Teredo: embeds a server and an obfuscated client IPv4
 }
 
 var (
 	ipv4Compatible = netip.MustParsePrefix("::/96")
+	ipv4Translated = netip.MustParsePrefix("::ffff:0:0:0/96") // SIIT, RFC 2765
 	nat64          = netip.MustParsePrefix("64:ff9b::/96")
 	nat64Local     = netip.MustParsePrefix("64:ff9b:1::/48")
 	sixToFour      = netip.MustParsePrefix("2002::/16")
 )
 
 // publicAddr reports whether addr is none of the blocked addresses. IPv6
-// addresses that embed an IPv4 address (mapped, compatible, NAT64) are
-// judged by the embedded address as well.
+// addresses that embed an IPv4 address (mapped, compatible, SIIT
+// translated, NAT64, 6to4) are judged by the embedded address as well.
 func publicAddr(addr netip.Addr) bool {
 	addr = addr.WithZone("").Unmap()
 	if addr.Is6() {
-		if ipv4Compatible.Contains(addr) || nat64.Contains(addr) {
+		if ipv4Compatible.Contains(addr) || ipv4Translated.Contains(addr) || nat64.Contains(addr) {
 			b := addr.As16()
 			if !publicAddr(netip.AddrFrom4([4]byte{b[12], b[13], b[14], b[15]})) {
 				return false

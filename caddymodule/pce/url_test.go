@@ -128,6 +128,94 @@ func TestCheckWebhookURL(t *testing.T) {
 	}
 }
 
+// The forms refused since the guard follows the contract's url rule in
+// full: names that cannot be public, single-label names, SIIT
+// (::ffff:0:0:0/96) by the embedded IPv4 address, and Teredo (2001::/32).
+// Each refused form was accepted before.
+func TestCheckWebhookURLNonPublic(t *testing.T) {
+	names := []string{
+		"http://localhost.localdomain/",
+		"http://LOCALHOST.LOCALDOMAIN./",
+		"http://localhost.localdomain4/",
+		"http://localhost.localdomain6:8080/",
+		"http://localhost4/",
+		"http://localhost6/",
+		"http://LocalHost4./",
+		"http://localhost4.localdomain4/",
+		"http://localhost6.localdomain6./",
+		"http://localdomain/",
+		"http://localdomain4/",
+		"http://localdomain6./",
+		"http://nas.localdomain/",
+		"http://local/",
+		"http://printer.local/",
+		"http://Printer.LOCAL./",
+		"http://internal/",
+		"http://db.internal/",
+		"http://metadata.google.internal/computeMetadata/v1/",
+		"http://home.arpa/",
+		"http://HOME.ARPA./",
+		"http://router.home.arpa/",
+		"http://a.b.Home.Arpa:8443/x",
+	}
+	singleLabel := []string{
+		"http://intranet/",
+		"http://metadata/",
+		"http://intranet./",
+		"HTTPS://Intranet:8443/hook",
+		"http://user@intranet/",
+		"http://my_host/",
+		"http://a-b/",
+		"http://xn--bcher-kva/",
+		"http://x/",
+	}
+	addrs := []string{
+		"http://[::ffff:0:7f00:1]/",        // SIIT 127.0.0.1
+		"http://[::ffff:0:127.0.0.1]/",     // the same, dotted
+		"http://[0:0:0:0:ffff:0:a00:1]/",   // SIIT 10.0.0.1
+		"http://[::ffff:0:a9fe:a9fe]/",     // SIIT 169.254.169.254
+		"http://[::ffff:0:c0a8:101]:8080/", // SIIT 192.168.1.1
+		"http://[::ffff:0:6440:1]/",        // SIIT 100.64.0.1
+		"http://[::ffff:0:e000:1]/",        // SIIT 224.0.0.1
+		"http://[::ffff:0:0:0]/",           // SIIT 0.0.0.0
+		"http://[::ffff:0:7f00:1%25eth0]/", // SIIT 127.0.0.1 with a zone
+		"http://[2001::]/",                 // Teredo
+		"http://[2001::1]/",
+		"http://[2001:0:4136:e378:8000:63bf:3fff:fdd2]/", // RFC 4380's example, public server and client
+		"http://[2001:0:ffff:ffff:ffff:ffff:ffff:ffff]/",
+	}
+	for _, list := range [][]string{names, singleLabel, addrs} {
+		for _, u := range list {
+			if CheckWebhookURL(u, false) {
+				t.Errorf("CheckWebhookURL(%q, false) = true, want false", u)
+			}
+			if !CheckWebhookURL(u, true) {
+				t.Errorf("CheckWebhookURL(%q, true) = false, want true (private allowed)", u)
+			}
+		}
+	}
+	// Near misses stay public.
+	for _, u := range []string{
+		"http://local.example.com/",
+		"http://internal.example.com/",
+		"http://home.arpa.example.com/",
+		"http://localhost4.example.com/",
+		"http://x.localdomain.example/",
+		"http://printer.mylocal/",
+		"http://db.notinternal/",
+		"http://134744072/",          // a number is an address, not a single-label name
+		"http://0x8080808/",          // 8.8.8.8
+		"http://[::ffff:0:808:808]/", // SIIT 8.8.8.8
+		"http://[::ffff:0:8.8.8.8]/", // the same, dotted
+		"http://[2001:200::1]/",      // outside 2001::/32
+		"http://[2001:4860:4860::8888]/",
+	} {
+		if !CheckWebhookURL(u, false) || !CheckWebhookURL(u, true) {
+			t.Errorf("CheckWebhookURL(%q) = false, want true", u)
+		}
+	}
+}
+
 func TestCheckWebhookURLPort(t *testing.T) {
 	for _, u := range []string{"https://example.com:99999/", "https://example.com:0/", "https://example.com:65536/", "https://example.com:080/", "https://example.com:8a/"} {
 		if CheckWebhookURL(u, true) {
