@@ -324,12 +324,12 @@ func TestBackendErrorsAndCreate(t *testing.T) {
 	if st, m := doJSON(t, http.MethodGet, base, ""); st != 404 || errorCode(m) != "pce_not_found" {
 		t.Errorf("GET unknown: %d %v", st, m)
 	}
-	for _, u := range []string{srv.URL + "/", srv.URL + "/uapi/other", srv.URL + "/uapi/extensions/1/2/phoneCallEvents/0"} {
+	for _, u := range []string{srv.URL + "/", srv.URL + "/uapi/other", srv.URL + "/uapi/extensions/1/2/phoneCallEvents/0/abc/extra"} {
 		if st, m := doJSON(t, http.MethodGet, u, ""); st != 404 || errorCode(m) != "not_found" {
 			t.Errorf("GET %s: %d %v", u, st, m)
 		}
 	}
-	if st, m := doJSON(t, http.MethodDelete, base, ""); st != 404 || errorCode(m) != "not_found" {
+	if st, m := doJSON(t, http.MethodDelete, base, ""); st != 404 || errorCode(m) != "pce_not_found" {
 		t.Errorf("DELETE: %d %v", st, m)
 	}
 	for body, code := range map[string]string{

@@ -1,21 +1,28 @@
 package main
 
 import (
+	"bytes"
 	"encoding/json"
 	"log"
 	"net/http"
+	"strconv"
 )
 
-// writeJSON answers status with v as JSON.
+// writeJSON answers status with v as JSON and a newline, without HTML
+// escaping (links keep their '&').
 func writeJSON(w http.ResponseWriter, status int, v any) {
-	b, err := json.Marshal(v)
-	if err != nil {
+	var buf bytes.Buffer
+	enc := json.NewEncoder(&buf)
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(v); err != nil {
 		http.Error(w, "internal error", http.StatusInternalServerError)
 		return
 	}
+	b := buf.Bytes()
 	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Content-Length", strconv.Itoa(len(b))) // HEAD too
 	w.WriteHeader(status)
-	_, _ = w.Write(append(b, '\n'))
+	_, _ = w.Write(b)
 }
 
 // uapiError answers in the legacy API's error shape.
