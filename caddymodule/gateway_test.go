@@ -267,7 +267,7 @@ func TestMethodSpellings(t *testing.T) {
 		{http.MethodPost, []string{"X-HTTP-Method-Override: PUT"}},
 		{http.MethodPost, []string{"X-HTTP-Method: put"}},
 		{http.MethodPost, []string{"X-Method-Override: Put"}},
-		{http.MethodPost, []string{"X-HTTP-Method-Override: GET", "X-HTTP-Method-Override: PUT"}},
+		{http.MethodGet, []string{"X-HTTP-Method-Override: PUT"}},
 	} {
 		s.expectError(s.do(tc.method, pagePath, `{"method":"PUT"}`, append(tc.header, "Authorization: Bearer "+goodToken)...), http.StatusBadRequest, "pce_method_invalid")
 		s.expectError(s.do(tc.method, pagePath, `{}`, tc.header...), http.StatusUnauthorized, "access_denied")
@@ -283,11 +283,24 @@ func TestMethodSpellings(t *testing.T) {
 	if got.Method != http.MethodPut || got.RequestURI != pagePath {
 		t.Errorf("POST ?_method=PUT reached the backend as %s %s", got.Method, got.RequestURI)
 	}
-	// On a GET it means nothing: pass through.
-	got = s.expectForwarded(s.do(http.MethodGet, pagePath+"?_method=PUT", ""))
-	if got.Method != http.MethodGet || got.RequestURI != pagePath+"?_method=PUT" {
-		t.Errorf("GET ?_method=PUT reached the backend as %s %s", got.Method, got.RequestURI)
+	// On any method, in every spelling PHP reads as _method; the query is
+	// forwarded byte for byte less those pairs.
+	for _, q := range []string{"?_method=PUT", "?%5Fmethod=PUT", "?_%6Dethod=put", "?+_method=PUT", "?_method%00=PUT", "?.method=PUT", "?_method[]=PUT"} {
+		s.expectError(s.do(http.MethodGet, pagePath+q, `{}`), http.StatusUnauthorized, "access_denied")
+		got := s.expectForwarded(s.do(http.MethodPost, pagePath+"?x=1;y=2&"+q[1:]+"&b=%41&a", `{}`, "Authorization: Bearer "+goodToken))
+		if got.Method != http.MethodPut || got.RequestURI != pagePath+"?x=1;y=2&b=%41&a" {
+			t.Errorf("POST %s reached the backend as %s %s", q, got.Method, got.RequestURI)
+		}
 	}
+	// Overrides that disagree: the backend's reading is unknown.
+	for _, hdr := range [][]string{
+		{"X-HTTP-Method-Override: GET", "X-HTTP-Method-Override: PUT"},
+		{"X-HTTP-Method-Override: PUT, DELETE"},
+		{"X-HTTP-Method: PUT", "X-Method-Override: PATCH"},
+	} {
+		s.expectError(s.do(http.MethodPost, pagePath, `{}`, append(hdr, "Authorization: Bearer "+goodToken)...), http.StatusBadRequest, "request_invalid")
+	}
+	s.expectError(s.do(http.MethodPost, pagePath+"?_method=DELETE", `{}`, "X-HTTP-Method-Override: PUT", "Authorization: Bearer "+goodToken), http.StatusBadRequest, "request_invalid")
 }
 
 // Everything that is not the update request passes through untouched.

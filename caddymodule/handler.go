@@ -30,12 +30,17 @@ const (
 // authenticate, check the URI, authorize, check and normalize the payload,
 // forward.
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler) error {
-	if !isPut(r) {
+	method, methodErr := effectiveMethod(r)
+	if methodErr == nil && method != http.MethodPut {
 		return next.ServeHTTP(w, r)
 	}
 	route, onRoute, uriErr := h.router.Match(r.URL.EscapedPath())
 	if !onRoute {
 		return next.ServeHTTP(w, r)
+	}
+	if methodErr != nil && uriErr == nil {
+		// Overrides that disagree: the backend's reading is unknown.
+		uriErr = methodErr
 	}
 	return h.serveRoute(w, r, next, route, uriErr)
 }
@@ -92,36 +97,18 @@ func (h *Handler) serveRoute(w http.ResponseWriter, r *http.Request, next caddyh
 	return nil
 }
 
-// methodOverrides are the headers with which old frameworks let a POST
-// stand for another method.
-var methodOverrides = []string{"X-Http-Method-Override", "X-Http-Method", "X-Method-Override"}
-
-// methodParam is the query parameter with which PHP frameworks (Symfony's
-// method override) let a POST stand for another method.
-const methodParam = "_method"
-
-// isPut reports whether the backend would take r for a PUT: the method in
-// any letter case, a method-override header saying PUT, or a POST with
-// _method=PUT in its query.
-func isPut(r *http.Request) bool {
-	if r.Method == http.MethodPut || strings.EqualFold(r.Method, http.MethodPut) {
-		return true
-	}
-	for _, name := range methodOverrides {
-		for _, v := range r.Header[name] {
-			if strings.EqualFold(strings.TrimSpace(v), http.MethodPut) {
-				return true
-			}
+// effectiveMethod is the method the backend would act on (pce.EffectiveMethod):
+// the request method in any letter case, overridden by a method-override
+// header (in any spelling a CGI backend reads as one) or by _method in the
+// query, in every spelling PHP reads as _method.
+func effectiveMethod(r *http.Request) (string, *pce.Error) {
+	var overrides []string
+	for name, vals := range r.Header {
+		if pce.IsOverrideHeader(name) {
+			overrides = append(overrides, vals...)
 		}
 	}
-	if r.Method == http.MethodPost && strings.Contains(r.URL.RawQuery, methodParam) {
-		for _, v := range r.URL.Query()[methodParam] {
-			if strings.EqualFold(strings.TrimSpace(v), http.MethodPut) {
-				return true
-			}
-		}
-	}
-	return false
+	return pce.EffectiveMethod(r.Method, overrides, r.URL.RawQuery, nil)
 }
 
 // authenticate finds the token and looks it up. A failure is the
@@ -194,18 +181,14 @@ func (h *Handler) canonicalize(r *http.Request, route pce.Route, token string, f
 	path := h.router.CanonicalPath(route)
 	r.URL.Path, r.URL.RawPath = path, path
 	r.Method = http.MethodPut
-	for _, name := range methodOverrides {
-		delete(r.Header, name)
-	}
-	if strings.Contains(r.URL.RawQuery, methodParam) {
-		q := r.URL.Query()
-		if _, ok := q[methodParam]; ok {
-			q.Del(methodParam)
-			r.URL.RawQuery = q.Encode()
+	for name := range r.Header {
+		if pce.IsOverrideHeader(name) {
+			delete(r.Header, name)
 		}
 	}
-	if pce.MayHoldToken(r.URL.RawQuery) {
-		r.URL.RawQuery, _ = pce.WithoutQueryToken(r.URL.RawQuery)
+	// The query byte for byte, less the token and _method pairs.
+	if q := pce.CanonicalQuery(r.URL.RawQuery); q != r.URL.RawQuery {
+		r.URL.RawQuery = q
 		r.URL.ForceQuery = false
 	}
 	if fromQuery {

@@ -93,6 +93,17 @@ var (
 	// ErrPayloadTooLarge: the body exceeds the configured maximum size.
 	ErrPayloadTooLarge = newError(413, "payload_too_large",
 		"The request payload is larger than the gateway accepts.")
+	// ErrCreateTypeInvalid: the type of a create payload is missing or
+	// invalid, spelled as the legacy Create page spells it.
+	ErrCreateTypeInvalid = newError(400, "pcet_type_invalid",
+		"Value supplied in type parameter is missing or invalid. The parameter must be set to one of the following value: 0 for DialIn, 1 for DialOut and 2 for Hangup.")
+	// ErrMethodNotAllowed: a method the resource path does not have.
+	ErrMethodNotAllowed = newError(405, "method_not_allowed",
+		"The resource does not support this method.")
+	// ErrRequestInvalid: a malformed request no field code describes (a raw
+	// '#' in the request target, method overrides that disagree).
+	ErrRequestInvalid = newError(400, "request_invalid",
+		"The request is malformed.")
 	// ErrServiceUnavailable: the token introspection endpoint cannot answer.
 	ErrServiceUnavailable = newError(503, "service_unavailable",
 		"The authorization service is unavailable. Retry later.")
@@ -111,6 +122,7 @@ func Codes() []*Error {
 		ErrAccessDenied, ErrUserInvalid, ErrExtensionInvalid, ErrTypeInvalid,
 		ErrIDInvalid, ErrPCEAccessDenied, ErrMethodInvalid, ErrNoteInvalid,
 		ErrURLInvalid, ErrStatusInvalid, ErrPayloadInvalid, ErrPayloadTooLarge,
+		ErrCreateTypeInvalid, ErrMethodNotAllowed, ErrRequestInvalid,
 		ErrServiceUnavailable, ErrBackendUnavailable, ErrInternal,
 	}
 }

@@ -11,6 +11,7 @@ func TestErrors(t *testing.T) {
 		"pce_type_invalid": 400, "pce_id_invalid": 400, "pce_access_denied": 400,
 		"pce_method_invalid": 400, "pce_note_invalid": 400, "pce_url_invalid": 400,
 		"pce_status_invalid": 400, "payload_invalid": 400, "payload_too_large": 413,
+		"pcet_type_invalid": 400, "method_not_allowed": 405, "request_invalid": 400,
 		"service_unavailable": 503, "backend_unavailable": 502, "internal_server_error": 500,
 	}
 	codes := Codes()

@@ -27,6 +27,8 @@ func TestQueryTokens(t *testing.T) {
 		{"accessRequestTokens=x", nil, "accessRequestTokens=x"},
 		{"a=1&&b=2", nil, "a=1&&b=2"},
 		{"accessRequestToken=%zz", []string{"%zz"}, ""},
+		{"accessRequestToken%00=Bearer+x&a=1", []string{"Bearer x"}, "a=1"},
+		{"accessRequestToken%00junk=y", []string{"y"}, ""},
 	} {
 		if got := QueryTokens(tc.raw); !slices.Equal(got, tc.tokens) {
 			t.Errorf("QueryTokens(%q) = %q, want %q", tc.raw, got, tc.tokens)

@@ -1,0 +1,134 @@
+package pce
+
+import (
+	"slices"
+	"testing"
+)
+
+// ParamName reads names as PHP 8's php_register_variable_ex does.
+func TestParamName(t *testing.T) {
+	for _, tc := range []struct{ pair, want string }{
+		{"_method=PUT", "_method"},
+		{"%5Fmethod=PUT", "_method"},
+		{"_%6Dethod=PUT", "_method"},
+		{"+_method=PUT", "_method"},
+		{"%20%20_method=PUT", "_method"},
+		{"_method%00=PUT", "_method"},
+		{"_method%00junk=PUT", "_method"},
+		{".method=PUT", "_method"},
+		{" .method=PUT", "_method"},
+		{"_method[]=PUT", "_method"},
+		{"_method%5B0%5D=PUT", "_method"},
+		{"_method[=PUT", "_method_"},
+		{"_method[a.b=PUT", "_method_a_b"},
+		{"a.b c=1", "a_b_c"},
+		{"x", "x"},
+		{"=1", ""},
+		{"%zz=1", "%zz"},
+	} {
+		if got := ParamName(tc.pair); got != tc.want {
+			t.Errorf("ParamName(%q) = %q, want %q", tc.pair, got, tc.want)
+		}
+	}
+}
+
+func TestEffectiveMethod(t *testing.T) {
+	for _, tc := range []struct {
+		method    string
+		overrides []string
+		query     string
+		form      []string
+		want      string
+		err       *Error
+	}{
+		{"PUT", nil, "", nil, "PUT", nil},
+		{"put", nil, "", nil, "PUT", nil},
+		{"POST", []string{"PUT"}, "", nil, "PUT", nil},
+		{"GET", []string{" delete "}, "", nil, "DELETE", nil},
+		{"POST", nil, "_method=PUT", nil, "PUT", nil},
+		{"POST", nil, "a=1&%5Fmethod=put", nil, "PUT", nil},
+		{"POST", nil, "_%6Dethod=PUT", nil, "PUT", nil},
+		{"POST", nil, "+_method=PUT", nil, "PUT", nil},
+		{"POST", nil, "_method%00=PUT", nil, "PUT", nil},
+		{"POST", nil, ".method=PUT", nil, "PUT", nil},
+		{"POST", nil, "x=1;_method[]=PUT", nil, "PUT", nil},
+		{"POST", nil, "", []string{"PUT"}, "PUT", nil},
+		{"POST", []string{"PUT"}, "_method=PUT", []string{"put"}, "PUT", nil},
+		{"POST", []string{""}, "_method=", nil, "POST", nil},
+		{"POST", nil, "method=PUT", nil, "POST", nil},
+		// Disagreement and the methods an override may not name.
+		{"POST", []string{"PUT"}, "_method=DELETE", nil, "", ErrRequestInvalid},
+		{"POST", []string{"PUT, DELETE"}, "", nil, "", ErrRequestInvalid},
+		{"POST", []string{"PUT", "GET"}, "", nil, "", ErrRequestInvalid},
+		{"POST", nil, "_method=PUT&_method=GET", nil, "", ErrRequestInvalid},
+		{"POST", nil, "_method=PUT", []string{"DELETE"}, "", ErrRequestInvalid},
+		{"GET", []string{"OPTIONS"}, "", nil, "", ErrRequestInvalid},
+		{"GET", nil, "_method=trace", nil, "", ErrRequestInvalid},
+		{"GET", nil, "", []string{"CONNECT"}, "", ErrRequestInvalid},
+	} {
+		got, err := EffectiveMethod(tc.method, tc.overrides, tc.query, tc.form)
+		if got != tc.want || err != tc.err {
+			t.Errorf("EffectiveMethod(%q, %q, %q, %q) = %q, %v; want %q, %v",
+				tc.method, tc.overrides, tc.query, tc.form, got, err, tc.want, tc.err)
+		}
+	}
+}
+
+func TestIsOverrideHeader(t *testing.T) {
+	for _, name := range []string{"X-Http-Method-Override", "X-HTTP-Method", "x-method-override", "X_http_method_override", "X-Http_method-Override"} {
+		if !IsOverrideHeader(name) {
+			t.Errorf("IsOverrideHeader(%q) = false", name)
+		}
+	}
+	for _, name := range []string{"X-Http-Method-Overrides", "X-Method", "Content-Type", ""} {
+		if IsOverrideHeader(name) {
+			t.Errorf("IsOverrideHeader(%q) = true", name)
+		}
+	}
+}
+
+func TestFormMethods(t *testing.T) {
+	mp := "--b\r\nContent-Disposition: form-data; name=\"_method\"\r\n\r\nDELETE\r\n--b--\r\n"
+	for _, tc := range []struct {
+		ct   []string
+		body string
+		want []string
+		ok   bool
+	}{
+		{[]string{"application/x-www-form-urlencoded"}, "a=1&_method=PUT", []string{"PUT"}, true},
+		{[]string{"Application/X-WWW-Form-Urlencoded; charset=utf-8"}, "%5Fmethod=PUT", []string{"PUT"}, true},
+		{[]string{"application/x-www-form-urlencoded"}, `{"method":"1"}`, nil, true},
+		{[]string{"application/json"}, "_method=PUT", nil, true},
+		{[]string{"multipart/form-data; boundary=b"}, mp, []string{"DELETE"}, true},
+		{[]string{"multipart/form-data"}, mp, nil, false},
+		{[]string{"multipart/form-data; boundary=c"}, mp, nil, false},
+	} {
+		if IsForm(tc.ct) != (tc.want != nil || formKind(tc.ct[0]) != formNone) {
+			t.Errorf("IsForm(%q) = %v", tc.ct, IsForm(tc.ct))
+		}
+		got, ok := FormMethods(tc.ct, []byte(tc.body))
+		if !slices.Equal(got, tc.want) || ok != tc.ok {
+			t.Errorf("FormMethods(%q, %q) = %q, %v; want %q, %v", tc.ct, tc.body, got, ok, tc.want, tc.ok)
+		}
+	}
+}
+
+// The forwarded query keeps every other pair byte for byte, ';' pairs and
+// order included.
+func TestCanonicalQuery(t *testing.T) {
+	for _, tc := range []struct{ raw, want string }{
+		{"", ""},
+		{"a=1&b=2", "a=1&b=2"},
+		{"x=1;y=2&_method=PUT&z=%41", "x=1;y=2&z=%41"},
+		{"_method=PUT&b=2;a=1", "b=2;a=1"},
+		{"b=2&accessRequestToken%00=Bearer+x&a=1", "b=2&a=1"},
+		{"accessRequestToken%00junk=x", ""},
+		{"%5Fmethod=PUT&_%6Dethod=PUT&+_method=PUT&.method=PUT&keep", "keep"},
+		{"a=1&&_method=PUT&&b", "a=1&&&b"},
+		{"methods=1&my_method=2", "methods=1&my_method=2"},
+	} {
+		if got := CanonicalQuery(tc.raw); got != tc.want {
+			t.Errorf("CanonicalQuery(%q) = %q, want %q", tc.raw, got, tc.want)
+		}
+	}
+}
