@@ -1,8 +1,11 @@
 package caddymodule
 
 import (
+	"bufio"
 	"bytes"
 	"fmt"
+	"io"
+	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -394,5 +397,86 @@ http://127.0.0.1:%d {
 	})
 	if bytes.Contains(logged, []byte(goodToken)) {
 		t.Errorf("the token is in Caddy's log:\n%s", logged)
+	}
+}
+
+// rawRequest writes a request as bytes on a new connection and returns the
+// status line.
+func (s *stack) rawRequest(raw string) string {
+	s.t.Helper()
+	c, err := net.Dial("tcp", strings.TrimPrefix(s.base, "http://"))
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	defer c.Close()
+	_ = c.SetDeadline(time.Now().Add(10 * time.Second))
+	if _, err := io.WriteString(c, raw); err != nil {
+		s.t.Fatal(err)
+	}
+	res, err := http.ReadResponse(bufio.NewReader(c), nil)
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	defer res.Body.Close()
+	_, _ = io.ReadAll(res.Body)
+	return res.Status
+}
+
+// No trailers and no hop-by-hop machinery reach the backend: a client's
+// trailers (a second Authorization, another Content-Type, an override)
+// and a Connection header naming the gateway's own headers change nothing.
+func TestCanonicalRequestHeaders(t *testing.T) {
+	s := newStack(t, "")
+	grantAll(s)
+	host := strings.TrimPrefix(s.base, "http://")
+	body := `{"method":"1"}`
+	st := s.rawRequest("PUT " + pagePath + " HTTP/1.1\r\nHost: " + host + "\r\nAuthorization: Bearer " + goodToken +
+		"\r\nTransfer-Encoding: chunked\r\nTrailer: Authorization, Content-Type, X-Http-Method-Override\r\nConnection: close\r\n\r\n" +
+		fmt.Sprintf("%x\r\n%s\r\n0\r\n", len(body), body) +
+		"Authorization: Bearer " + userToken + "\r\nContent-Type: text/xml\r\nX-Http-Method-Override: DELETE\r\n\r\n")
+	got := s.expectForwarded(response{Status: 0, Body: st})
+	if len(got.Trailer) != 0 || len(got.TransferEncoding) != 0 || got.Header.Get("Trailer") != "" {
+		t.Errorf("trailers reached the backend: %v %v %v", got.Trailer, got.TransferEncoding, got.Header)
+	}
+	if got.Method != http.MethodPut || got.Header.Get("Authorization") != "Bearer "+goodToken || got.Header.Get("Content-Type") != "application/json" {
+		t.Errorf("backend got %s %v", got.Method, got.Header)
+	}
+	jsonEqual(t, got.Body, body)
+
+	for _, tc := range []struct{ uri, auth string }{
+		{pagePath, "Authorization: Bearer " + goodToken + "\r\n"},
+		{pagePath + "?accessRequestToken=Bearer%20" + goodToken, ""},
+	} {
+		st := s.rawRequest("PUT " + tc.uri + " HTTP/1.1\r\nHost: " + host + "\r\n" + tc.auth +
+			"Connection: Authorization, Content-Type, Content-Length, X-Keep, close\r\nX-Keep: 1\r\nKeep-Alive: timeout=5\r\nTE: trailers\r\nUpgrade: h2c\r\n" +
+			"Content-Length: " + itoa(len(body)) + "\r\n\r\n" + body)
+		got := s.expectForwarded(response{Body: st})
+		if got.Header.Get("Authorization") != "Bearer "+goodToken || got.Header.Get("Content-Type") != "application/json" ||
+			got.Header.Get("Content-Length") != itoa(len(body)) {
+			t.Errorf("%s: the backend lost the canonical headers: %v", tc.uri, got.Header)
+		}
+		for _, h := range []string{"X-Keep", "Keep-Alive", "Te", "Upgrade"} {
+			if got.Header.Get(h) != "" {
+				t.Errorf("%s: %s reached the backend", tc.uri, h)
+			}
+		}
+		jsonEqual(t, got.Body, body)
+	}
+}
+
+// A raw '#' in the request target is request_invalid, never forwarded.
+func TestRawFragmentRefused(t *testing.T) {
+	s := newStack(t, "")
+	grantAll(s)
+	host := strings.TrimPrefix(s.base, "http://")
+	for _, target := range []string{pagePath + "?a=1#frag", pagePath + "#frag"} {
+		st := s.rawRequest("PUT " + target + " HTTP/1.1\r\nHost: " + host + "\r\nAuthorization: Bearer " + goodToken +
+			"\r\nContent-Length: 2\r\nConnection: close\r\n\r\n{}")
+		if !strings.HasPrefix(st, "400") {
+			t.Errorf("%s: %s, want 400", target, st)
+		}
+		if got := s.backend.Take(); len(got) != 0 {
+			t.Errorf("%s reached the backend as %s", target, got[0].RequestURI)
+		}
 	}
 }

@@ -42,6 +42,11 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 		// Overrides that disagree: the backend's reading is unknown.
 		uriErr = methodErr
 	}
+	if uriErr == nil && strings.IndexByte(r.RequestURI, '#') >= 0 {
+		// A raw '#' in the request target: clients never send one, and
+		// backends disagree on what follows it.
+		uriErr = pce.ErrRequestInvalid
+	}
 	return h.serveRoute(w, r, next, route, uriErr)
 }
 
@@ -191,23 +196,45 @@ func (h *Handler) canonicalize(r *http.Request, route pce.Route, token string, f
 		r.URL.RawQuery = q
 		r.URL.ForceQuery = false
 	}
-	if fromQuery {
+	stripHopByHop(r)
+	if _, ok := r.Header["Authorization"]; fromQuery || !ok {
 		r.Header.Set("Authorization", "Bearer "+token)
 	}
 	// One backing array for both values (Header.Set allocates one each).
 	vals := make([]string, 2)
 	vals[0], vals[1] = "application/json", strconv.Itoa(len(body))
 	r.Header["Content-Type"], r.Header["Content-Length"] = vals[0:1:1], vals[1:2:2]
-	r.Header.Del("Content-Encoding")
-	r.Header.Del("Transfer-Encoding")
-	r.Header.Del("Expect")
 	r.TransferEncoding = nil
+	r.Trailer = nil
 	r.ContentLength = int64(len(body))
 	r.Body = newForwardBody(body)
 	r.GetBody = func() (io.ReadCloser, error) { return newForwardBody(body), nil }
 	// Caddy's {http.request.uri} and reverse_proxy's logs read RequestURI:
 	// it must not keep a query token either.
 	r.RequestURI = r.URL.RequestURI()
+}
+
+// hopByHop are the headers of the client's connection and body framing:
+// none is forwarded (the gateway re-frames the body), so none can be aimed
+// at the gateway's own headers.
+var hopByHop = []string{"Connection", "Proxy-Connection", "Keep-Alive", "Te", "Trailer",
+	"Upgrade", "Expect", "Transfer-Encoding", "Content-Encoding"}
+
+// stripHopByHop removes every header a Connection header names (a client
+// naming Authorization or Content-Type there would have the proxy strip
+// the gateway's own) and the hop-by-hop headers. The canonical headers are
+// set after it.
+func stripHopByHop(r *http.Request) {
+	for _, v := range r.Header["Connection"] {
+		for name := range strings.SplitSeq(v, ",") {
+			if name = strings.TrimSpace(name); name != "" {
+				r.Header.Del(name)
+			}
+		}
+	}
+	for _, name := range hopByHop {
+		delete(r.Header, name)
+	}
 }
 
 // reject answers with e and counts the decision.

@@ -122,6 +122,10 @@ type Recorded struct {
 	RequestURI string
 	Header     http.Header
 	Body       []byte
+	// Trailer holds the trailers that came after the body.
+	Trailer http.Header
+	// TransferEncoding is the request's transfer coding (chunked or none).
+	TransferEncoding []string
 }
 
 // Backend is a legacy backend on loopback that records what reaches it and
@@ -154,7 +158,8 @@ func NewBackend(t testing.TB) *Backend {
 	b.Addr = Serve(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		body, _ := io.ReadAll(r.Body)
 		b.mu.Lock()
-		b.got = append(b.got, Recorded{Method: r.Method, RequestURI: r.RequestURI, Header: r.Header.Clone(), Body: body})
+		b.got = append(b.got, Recorded{Method: r.Method, RequestURI: r.RequestURI, Header: r.Header.Clone(), Body: body,
+			Trailer: r.Trailer.Clone(), TransferEncoding: r.TransferEncoding})
 		status, ctype, answer := b.status, b.ctype, b.body
 		b.mu.Unlock()
 		if ctype != "" {
