@@ -74,17 +74,17 @@ func redactionHolds(t *testing.T, f *logging.RegexpFilter, uri string, values ma
 	t.Helper()
 	got := f.Filter(zapcore.Field{Key: "uri", Type: zapcore.StringType, String: uri}).String
 	_, q, _ := strings.Cut(uri, "?")
-	any := false
+	found := false
 	for pair := range strings.FieldsFuncSeq(q, func(r rune) bool { return r == '&' || r == ';' }) {
 		_, v, _ := strings.Cut(pair, "=")
 		if pce.IsTokenPair(pair) && v != "" && values[v] {
-			any = true
+			found = true
 			if strings.Contains(got, v) {
 				t.Errorf("%q logged as %q: the token %q is in it", uri, got, v)
 			}
 		}
 	}
-	if !any && got != uri {
+	if !found && got != uri {
 		t.Errorf("%q without a token logged as %q", uri, got)
 	}
 }

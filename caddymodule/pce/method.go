@@ -9,9 +9,9 @@ import (
 	"strings"
 )
 
-// OverrideHeaders are the method-override headers of old frameworks, in
+// overrideHeaders are the method-override headers of old frameworks, in
 // Go's canonical spelling.
-var OverrideHeaders = []string{"X-Http-Method-Override", "X-Http-Method", "X-Method-Override"}
+var overrideHeaders = []string{"X-Http-Method-Override", "X-Http-Method", "X-Method-Override"}
 
 // IsOverrideHeader reports whether a backend may read the header name as a
 // method-override header: any letter case, '_' for '-' (CGI turns both
@@ -22,7 +22,7 @@ func IsOverrideHeader(name string) bool {
 	default:
 		return false
 	}
-	for _, h := range OverrideHeaders {
+	for _, h := range overrideHeaders {
 		if headerNameIs(name, h) {
 			return true
 		}

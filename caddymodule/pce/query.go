@@ -20,7 +20,11 @@ const MethodParam = "_method"
 // "_method"). A '[' without its ']' is read as '_'.
 func ParamName(pair string) string {
 	name, _, _ := strings.Cut(pair, "=")
-	name = phpDecode(name)
+	return phpName(phpDecode(name))
+}
+
+// phpName is ParamName for a name already percent-decoded.
+func phpName(name string) string {
 	if i := strings.IndexByte(name, 0); i >= 0 {
 		name = name[:i]
 	}
@@ -54,13 +58,14 @@ func ParamName(pair string) string {
 
 // paramIs reports whether a lenient backend reads the name of pair as want
 // (ASCII case-insensitively): as PHP reads it (ParamName), or cut at the
-// first '[' whatever follows it (stricter than PHP, for other readers).
+// first NUL or '[' whatever follows it (stricter than PHP, for other
+// readers).
 func paramIs(pair, want string) bool {
-	if strings.EqualFold(ParamName(pair), want) {
-		return true
-	}
 	name, _, _ := strings.Cut(pair, "=")
 	name = phpDecode(name)
+	if strings.EqualFold(phpName(name), want) {
+		return true
+	}
 	if i := strings.IndexAny(name, "\x00["); i >= 0 {
 		name = name[:i]
 	}
