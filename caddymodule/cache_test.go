@@ -171,8 +171,10 @@ func TestMetrics(t *testing.T) {
 	s.expectError(s.put(pagePath, "", `{}`), http.StatusUnauthorized, "access_denied")
 	body := scrape(t)
 	for _, want := range []string{
-		`caddy_voipnow_pce_requests_total{code="forwarded"}`,
-		`caddy_voipnow_pce_requests_total{code="access_denied"}`,
+		`caddy_voipnow_pce_requests_total{code="forwarded",operation="update"}`,
+		`caddy_voipnow_pce_requests_total{code="access_denied",operation="update"}`,
+		`caddy_voipnow_pce_requests_total{code="method_not_allowed",operation="none"}`,
+		`caddy_voipnow_pce_requests_total{code="pce_type_invalid",operation="list"}`,
 		`caddy_voipnow_pce_cache_lookups_total{result="hit",tier="memory"}`,
 		`caddy_voipnow_pce_introspection_duration_seconds_count{outcome="active"}`,
 	} {
@@ -183,10 +185,18 @@ func TestMetrics(t *testing.T) {
 	if strings.Contains(body, goodToken) {
 		t.Error("/metrics shows a token")
 	}
-	before := metricValue(body, `caddy_voipnow_pce_requests_total{code="forwarded"}`)
+	// Each decision moves its own operation's series, and only that one.
+	const fwdUpdate, fwdList = `caddy_voipnow_pce_requests_total{code="forwarded",operation="update"}`, `caddy_voipnow_pce_requests_total{code="forwarded",operation="list"}`
+	const notAllowed = `caddy_voipnow_pce_requests_total{code="method_not_allowed",operation="none"}`
+	before := []float64{metricValue(body, fwdUpdate), metricValue(body, fwdList), metricValue(body, notAllowed)}
 	s.expectForwarded(s.put(pagePath, goodToken, `{}`))
-	if after := metricValue(scrape(t), `caddy_voipnow_pce_requests_total{code="forwarded"}`); after != before+1 {
-		t.Errorf("forwarded counter went from %v to %v, want +1", before, after)
+	s.expectForwarded(s.do(http.MethodGet, collectionPath, "", "Authorization: Bearer "+goodToken))
+	s.expectForwarded(s.do(http.MethodGet, collectionPath, "", "Authorization: Bearer "+goodToken))
+	s.expectError(s.do(http.MethodPatch, pagePath, "{}", "Authorization: Bearer "+goodToken), http.StatusMethodNotAllowed, "method_not_allowed")
+	body = scrape(t)
+	after := []float64{metricValue(body, fwdUpdate), metricValue(body, fwdList), metricValue(body, notAllowed)}
+	if after[0] != before[0]+1 || after[1] != before[1]+2 || after[2] != before[2]+1 {
+		t.Errorf("counters went from %v to %v, want +1, +2, +1", before, after)
 	}
 }
 

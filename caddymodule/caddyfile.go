@@ -8,6 +8,8 @@ import (
 	"github.com/caddyserver/caddy/v2/caddyconfig/httpcaddyfile"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 	"github.com/dustin/go-humanize"
+
+	"github.com/voipnow-pce/caddy-voipnow-pce/caddymodule/pce"
 )
 
 func init() {
@@ -23,7 +25,11 @@ func init() {
 //	    client_id             <id>
 //	    client_secret         <secret>
 //	    introspection_timeout <duration>
+//	    operations            <list|create|update|delete...>
 //	    required_scopes       <scope...>
+//	    scopes {
+//	        <operation> <scope...>
+//	    }
 //	    admin_scopes          <scope...>
 //	    user_claim            <claim>
 //	    base_path             <path>
@@ -74,8 +80,12 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			err = oneString(d, &h.ClientSecret)
 		case "introspection_timeout":
 			err = oneDuration(d, &h.IntrospectionTimeout)
+		case "operations":
+			err = someStrings(d, &h.Operations)
 		case "required_scopes":
 			err = someStrings(d, &h.RequiredScopes)
+		case "scopes":
+			err = h.unmarshalScopes(d)
 		case "admin_scopes":
 			err = someStrings(d, &h.AdminScopes)
 		case "user_claim":
@@ -118,6 +128,32 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 		if err != nil {
 			return err
 		}
+	}
+	return nil
+}
+
+// unmarshalScopes reads: scopes { <operation> <scope...> ... }.
+func (h *Handler) unmarshalScopes(d *caddyfile.Dispenser) error {
+	if d.NextArg() {
+		return d.Errf("voipnow_pce: scopes takes a block: scopes { <operation> <scope...> }")
+	}
+	h.Scopes = map[string][]string{}
+	for nesting := d.Nesting(); d.NextBlock(nesting); {
+		op := d.Val()
+		if _, ok := pce.ParseOperation(op); !ok {
+			return d.Errf("voipnow_pce: scopes: unknown operation '%s' (use list, create, update, delete)", op)
+		}
+		if _, dup := h.Scopes[op]; dup {
+			return d.Errf("voipnow_pce: scopes: '%s' given twice", op)
+		}
+		scopes := d.RemainingArgs()
+		if len(scopes) == 0 {
+			return d.Errf("voipnow_pce: scopes: %s needs at least one scope", op)
+		}
+		h.Scopes[op] = scopes
+	}
+	if len(h.Scopes) == 0 {
+		return d.Errf("voipnow_pce: scopes: empty block")
 	}
 	return nil
 }

@@ -55,6 +55,12 @@ func TestCaddyfileErrors(t *testing.T) {
 		{"voipnow_pce {\n cache memory redis://x\n}", "cache memory takes no argument"},
 		{"voipnow_pce {\n cache redis redis://x {\n  sentinel y\n }\n}", "unrecognized voipnow_pce cache subdirective 'sentinel'"},
 		{"voipnow_pce extra", "wrong argument count"},
+		{"voipnow_pce {\n operations\n}", "operations needs at least one argument"},
+		{"voipnow_pce {\n scopes uapi\n}", "scopes takes a block"},
+		{"voipnow_pce {\n scopes {\n  patch uapi\n }\n}", "scopes: unknown operation 'patch'"},
+		{"voipnow_pce {\n scopes {\n  list\n }\n}", "scopes: list needs at least one scope"},
+		{"voipnow_pce {\n scopes {\n  list a\n  list b\n }\n}", "scopes: 'list' given twice"},
+		{"voipnow_pce {\n scopes {\n }\n}", "scopes: empty block"},
 	} {
 		var h Handler
 		err := h.UnmarshalCaddyfile(caddyfile.NewTestDispenser(tc.input))
@@ -88,6 +94,10 @@ func TestValidate(t *testing.T) {
 		{func(h *Handler) { h.Cache = &CacheConfig{Type: "redis", Timeout: 1} }, "cache: redis needs at least one"},
 		{func(h *Handler) { h.Cache = &CacheConfig{Type: "redis", URLs: []string{"http://x"}, Timeout: 1} }, "cache: redis URL must look like"},
 		{func(h *Handler) { h.CacheSize = -2 }, "cache_size"},
+		{func(h *Handler) { h.Operations = []string{"update", "upsert"} }, `operations: unknown operation "upsert"`},
+		{func(h *Handler) { h.Scopes = map[string][]string{"read": {"a"}} }, `scopes: unknown operation "read"`},
+		{func(h *Handler) { h.Scopes = map[string][]string{"list": {}} }, "scopes: list needs at least one scope"},
+		{func(h *Handler) { h.Scopes = map[string][]string{"list": {"a b"}} }, `scopes: list: "a b" is not a scope`},
 	} {
 		h := good()
 		tc.change(h)
@@ -104,6 +114,7 @@ func TestLoadRefusesBadConfig(t *testing.T) {
 	for _, tc := range []struct{ block, want string }{
 		{"client_id gateway", "introspection_url: is required"},
 		{"introspection_url http://127.0.0.1:1/i\nclient_id gateway\nevent_types 0 x/y", "event_types"},
+		{"introspection_url http://127.0.0.1:1/i\nclient_id gateway\nclient_secret s\noperations list remove", `operations: unknown operation \"remove\"`},
 		{"introspection_url http://127.0.0.1:1/i\nclient_id gateway\nclient_secret {env.PCE_TEST_SURELY_UNSET}", "client_secret: resolves to an empty value"},
 		{"introspection_url http://127.0.0.1:1/i\nclient_id {env.PCE_TEST_SURELY_UNSET}\nclient_secret s", "client_id: resolves to an empty value"},
 		{"introspection_url http://127.0.0.1:1/i\nclient_id gateway\nclient_secret s\nkey_secret {env.PCE_TEST_SURELY_UNSET}", "key_secret: resolves to an empty value"},

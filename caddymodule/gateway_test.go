@@ -13,16 +13,18 @@ import (
 	"testing"
 	"time"
 
+	"github.com/voipnow-pce/caddy-voipnow-pce/caddymodule/pce"
 	"github.com/voipnow-pce/caddy-voipnow-pce/internal/testservers"
 )
 
 const (
-	pagePath   = "/uapi/extensions/@me/0003*210/phoneCallEvents/0/NqeyDRqo4FtabmFj8gNWq3hsiGNYyq"
-	pageBody   = "{\n  \"method\": \"1\",\n  \"note\": \"I want to use POST for my event\"\n}"
-	canonBody  = `{"method":"1","note":"I want to use POST for my event"}`
-	goodToken  = "tok-good.123"
-	userToken  = "tok-user-42"
-	adminToken = "tok-admin"
+	collectionPath = "/uapi/extensions/@me/0003*210/phoneCallEvents"
+	pagePath       = "/uapi/extensions/@me/0003*210/phoneCallEvents/0/NqeyDRqo4FtabmFj8gNWq3hsiGNYyq"
+	pageBody       = "{\n  \"method\": \"1\",\n  \"note\": \"I want to use POST for my event\"\n}"
+	canonBody      = `{"method":"1","note":"I want to use POST for my event"}`
+	goodToken      = "tok-good.123"
+	userToken      = "tok-user-42"
+	adminToken     = "tok-admin"
 )
 
 func grantAll(s *stack) {
@@ -306,26 +308,98 @@ func TestMethodSpellings(t *testing.T) {
 	s.expectError(s.do(http.MethodPost, pagePath+"?_method=DELETE", `{}`, "X-HTTP-Method-Override: PUT", "Authorization: Bearer "+goodToken), http.StatusBadRequest, "request_invalid")
 }
 
-// Everything that is not the update request passes through untouched.
+// Everything that is not the resource's passes through untouched, and so
+// does an OPTIONS without an override (CORS preflight).
 func TestPassThrough(t *testing.T) {
 	s := newStack(t, "")
-	for _, tc := range []struct{ method, uri, body string }{
-		{http.MethodGet, pagePath, ""},
-		{http.MethodPost, "/uapi/extensions/@me/0003*210/phoneCallEvents/0", `{"method":"1","method":"0"}`},
-		{http.MethodPut, "/uapi/extensions/@me/0003*210/presence", `not json`},
-		{http.MethodPut, "/other/extensions/@me/0003*210/phoneCallEvents/0/x", `{"a":1}`},
-		{http.MethodDelete, "/uapi/extensions/@me/0003%2A210/phoneCallEvents/0/x?accessRequestToken=Bearer%20abc", ""},
+	expectUntouched(t, s, []passCase{
+		{http.MethodOptions, pagePath, "", nil},
+		{http.MethodOptions, collectionPath, "", []string{"Origin: https://app.example", "Access-Control-Request-Method: PUT"}},
+		{http.MethodPut, "/uapi/extensions/@me/0003*210/presence", `not json`, nil},
+		{http.MethodPut, "/other/extensions/@me/0003*210/phoneCallEvents/0/x", `{"a":1}`, nil},
+		{http.MethodDelete, "/uapi/extensions/@me/0003*210/phoneCalls?accessRequestToken=Bearer%20abc", "", []string{"X-HTTP-Method-Override: PUT"}},
+	})
+}
+
+// With operations update (version 1), the other operations pass through
+// untouched; a request that some reading makes an update does not.
+func TestPassThroughUpdateOnly(t *testing.T) {
+	s := newStack(t, "operations update")
+	grantAll(s)
+	expectUntouched(t, s, []passCase{
+		{http.MethodGet, pagePath, "", nil},
+		{http.MethodPost, collectionPath, `{"type":"0","method":"0","url":"http://10.0.0.1/"}`, nil},
+		{http.MethodPost, "/uapi/extensions/@me/0003*210/phoneCallEvents/0", `{"method":"1","method":"0"}`, nil},
+		{http.MethodDelete, "/uapi/extensions/@me/0003%2A210/phoneCallEvents/0/x?accessRequestToken=Bearer%20abc", "", nil},
+		{http.MethodPatch, pagePath, `{}`, nil},
+		{http.MethodGet, pagePath + "?_method=GET", "", nil},
+	})
+	s.expectError(s.do(http.MethodGet, pagePath, "{}", "X-HTTP-Method-Override: PUT"), http.StatusUnauthorized, "access_denied")
+	s.expectError(s.do(http.MethodPost, pagePath+"?_method=put", "{}"), http.StatusUnauthorized, "access_denied")
+	// The side door: a PUT whose override names an operation not owned.
+	// Symfony reads overrides on POST only, so the backend would update,
+	// unchecked: the gateway forwards it plainly, as the override says.
+	for _, tc := range []struct {
+		uri    string
+		header []string
+		want   string
+	}{
+		{pagePath, []string{"X-HTTP-Method-Override: GET"}, http.MethodGet},
+		{pagePath, []string{"X-Method-Override: delete"}, http.MethodDelete},
+		{pagePath + "?_method=GET&a=1", nil, http.MethodGet},
+		{pagePath + "?%5Fmethod=PATCH", nil, http.MethodPatch},
 	} {
-		res := s.do(tc.method, tc.uri, tc.body)
+		res := s.do(http.MethodPut, tc.uri, `{"url":"http://169.254.169.254/"}`, tc.header...)
+		if res.Status != http.StatusOK {
+			t.Errorf("PUT %s %v: %d %s", tc.uri, tc.header, res.Status, res.Body)
+		}
+		got := s.expectForwarded(res)
+		if got.Method != tc.want || strings.Contains(got.RequestURI, "method") {
+			t.Errorf("PUT %s %v reached the backend as %s %s", tc.uri, tc.header, got.Method, got.RequestURI)
+		}
+		for name := range got.Header {
+			if pce.IsOverrideHeader(name) {
+				t.Errorf("PUT %s %v reached the backend with %s", tc.uri, tc.header, name)
+			}
+		}
+	}
+	if n := s.idp.Calls.Load(); n != 0 {
+		t.Errorf("pass-through requests made %d introspection calls", n)
+	}
+	// Caddy drops header names with '_' or '.' (which CGI folds onto '-')
+	// before any handler runs: such an override never reaches the
+	// backend, which sees a PUT, so the gateway checks the update.
+	s.expectError(s.do(http.MethodPut, pagePath, "{}", "X_HTTP_METHOD: delete"), http.StatusUnauthorized, "access_denied")
+	s.expectError(s.do(http.MethodPut, pagePath, "{}", "X.HTTP.Method.Override: GET"), http.StatusUnauthorized, "access_denied")
+}
+
+type passCase struct {
+	method, uri, body string
+	header            []string
+}
+
+// expectUntouched sends each request without a token and checks that the
+// backend got it as sent, with no introspection call.
+func expectUntouched(t *testing.T, s *stack, cases []passCase) {
+	t.Helper()
+	calls := s.idp.Calls.Load()
+	for _, tc := range cases {
+		res := s.do(tc.method, tc.uri, tc.body, tc.header...)
 		got := s.expectForwarded(res)
 		if got.Method != tc.method || got.RequestURI != tc.uri || string(got.Body) != tc.body {
 			t.Errorf("%s %s %q reached the backend as %s %s %q", tc.method, tc.uri, tc.body, got.Method, got.RequestURI, got.Body)
+		}
+		for _, h := range tc.header {
+			name, value, _ := strings.Cut(h, ":")
+			if got.Header.Get(name) != strings.TrimSpace(value) {
+				t.Errorf("%s %s: header %s reached the backend as %q", tc.method, tc.uri, name, got.Header.Get(name))
+			}
 		}
 		if res.Status != http.StatusOK || res.Body != pageAnswer {
 			t.Errorf("%s %s: client got %d", tc.method, tc.uri, res.Status)
 		}
 	}
-	if n := s.idp.Calls.Load(); n != 0 {
+	if n := s.idp.Calls.Load() - calls; n != 0 {
 		t.Errorf("pass-through requests made %d introspection calls", n)
 	}
 }

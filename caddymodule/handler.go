@@ -25,32 +25,29 @@ const (
 	challengeInvalidToken = `Bearer realm="uapi", error="invalid_token"`
 )
 
-// ServeHTTP intercepts the phoneCallEvents update request and passes every
-// other request to next untouched. The checks run in the contract's order:
-// authenticate, check the URI, authorize, check and normalize the payload,
-// forward.
+// ServeHTTP guards the phoneCallEvents resource and passes every other
+// request to next untouched. pce decides what a request is (Resource.Match);
+// an owned operation runs the contract's order: authenticate, check the
+// method and the URI, authorize, check and normalize the payload (create
+// and update), forward the canonical request.
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler) error {
-	method, methodErr := effectiveMethod(r)
-	if methodErr == nil && method != http.MethodPut {
+	path := r.URL.EscapedPath()
+	if !h.resource.OnResource(path) {
 		return next.ServeHTTP(w, r)
 	}
-	route, onRoute, uriErr := h.router.Match(r.URL.EscapedPath())
-	if !onRoute {
+	req := h.readRequest(r, path)
+	m := h.resource.Match(&req)
+	switch m.Action {
+	case pce.Pass:
+		return next.ServeHTTP(w, r)
+	case pce.Plain:
+		plainRequest(r, m.Method)
 		return next.ServeHTTP(w, r)
 	}
-	if methodErr != nil && uriErr == nil {
-		// Overrides that disagree: the backend's reading is unknown.
-		uriErr = methodErr
-	}
-	if uriErr == nil && strings.IndexByte(r.RequestURI, '#') >= 0 {
-		// A raw '#' in the request target: clients never send one, and
-		// backends disagree on what follows it.
-		uriErr = pce.ErrRequestInvalid
-	}
-	return h.serveRoute(w, r, next, route, uriErr)
+	return h.serveOwned(w, r, next, &m)
 }
 
-func (h *Handler) serveRoute(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler, route pce.Route, uriErr *pce.Error) (err error) {
+func (h *Handler) serveOwned(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler, m *pce.Match) (err error) {
 	tw := &trackingWriter{ResponseWriterWrapper: caddyhttp.ResponseWriterWrapper{ResponseWriter: w}}
 	defer func() {
 		if p := recover(); p != nil {
@@ -59,7 +56,7 @@ func (h *Handler) serveRoute(w http.ResponseWriter, r *http.Request, next caddyh
 			}
 			h.logger.Error("voipnow_pce: unexpected failure", zap.Any("panic", p))
 			if !tw.wrote {
-				h.reject(tw, pce.ErrInternal)
+				h.reject(tw, m.Op, pce.ErrInternal)
 			}
 			err = nil
 		}
@@ -68,52 +65,107 @@ func (h *Handler) serveRoute(w http.ResponseWriter, r *http.Request, next caddyh
 	// 1. Authenticate.
 	token, fromQuery, claims, authErr := h.authenticate(r)
 	if authErr != nil {
-		return h.reject(tw, authErr)
+		return h.reject(tw, m.Op, authErr)
 	}
-	// 2. The URI fragment.
-	if uriErr != nil {
-		return h.reject(tw, uriErr)
+	// 2. The method and the URI fragment.
+	if m.Err != nil {
+		if m.Allow != "" {
+			tw.Header().Set("Allow", m.Allow)
+		}
+		return h.reject(tw, m.Op, m.Err)
 	}
 	// 3. Authorize, on every request: the caches hold answers, not decisions.
-	if e := h.policy.Authorize(route, claims.Scopes, claims.User); e != nil {
-		return h.reject(tw, e)
+	if e := h.policy.Authorize(m.Op, m.Route, claims.Scopes, claims.User); e != nil {
+		return h.reject(tw, m.Op, e)
 	}
 	setUserPlaceholders(r, claims)
-	// 4. The payload.
-	body, e := h.normalizedPayload(r, route)
-	if e != nil {
-		return h.reject(tw, e)
+	// 4. The payload of a create or an update; list and delete forward none.
+	var body []byte
+	if m.Op == pce.OpCreate || m.Op == pce.OpUpdate {
+		var e *pce.Error
+		if body, e = h.normalizedPayload(r, m.Op, m.Route); e != nil {
+			return h.reject(tw, m.Op, e)
+		}
 	}
 	// 5. Forward the canonical request.
-	h.canonicalize(r, route, token, fromQuery, body)
+	h.canonicalize(r, m, token, fromQuery, body)
 	if err := next.ServeHTTP(tw, r); err != nil {
 		if tw.wrote {
-			countDecision("forwarded")
+			countDecision(m.Op, "forwarded")
 			return err
 		}
 		if c := h.logger.Check(zapcore.ErrorLevel, "voipnow_pce: backend unavailable"); c != nil {
 			c.Write(zap.Error(err))
 		}
-		countDecision(pce.ErrBackendUnavailable.Code)
+		countDecision(m.Op, pce.ErrBackendUnavailable.Code)
 		h.writeError(tw, pce.ErrBackendUnavailable)
 		return nil
 	}
-	countDecision("forwarded")
+	countDecision(m.Op, "forwarded")
 	return nil
 }
 
-// effectiveMethod is the method the backend would act on (pce.EffectiveMethod):
-// the request method in any letter case, overridden by a method-override
-// header (in any spelling a CGI backend reads as one) or by _method in the
-// query, in every spelling PHP reads as _method.
-func effectiveMethod(r *http.Request) (string, *pce.Error) {
-	var overrides []string
+// readRequest gathers what pce.Resource.Match reads of a request on the
+// resource's path: the method, the override headers (in any spelling a CGI
+// backend reads as one), the query, the _method fields of a form body (PHP
+// parses those) and whether the target holds a raw '#'.
+func (h *Handler) readRequest(r *http.Request, path string) pce.Request {
+	req := pce.Request{
+		Method:      r.Method,
+		EscapedPath: path,
+		RawQuery:    r.URL.RawQuery,
+		Fragment:    strings.IndexByte(r.RequestURI, '#') >= 0,
+	}
 	for name, vals := range r.Header {
 		if pce.IsOverrideHeader(name) {
-			overrides = append(overrides, vals...)
+			req.Overrides = append(req.Overrides, vals...)
 		}
 	}
-	return pce.EffectiveMethod(r.Method, overrides, r.URL.RawQuery, nil)
+	if ct := r.Header["Content-Type"]; pce.IsForm(ct) {
+		req.Form, req.FormErr = h.readForm(r, ct)
+	}
+	return req
+}
+
+// readForm reads a form body (at most MaxBody bytes) for its _method
+// fields and puts it back for whoever reads the request next.
+func (h *Handler) readForm(r *http.Request, contentTypes []string) ([]string, *pce.Error) {
+	if r.Body == nil || r.Body == http.NoBody {
+		return nil, nil
+	}
+	if r.ContentLength > h.maxBody {
+		return nil, pce.ErrPayloadTooLarge
+	}
+	b, err := io.ReadAll(io.LimitReader(r.Body, h.maxBody+1))
+	if int64(len(b)) > h.maxBody {
+		return nil, pce.ErrPayloadTooLarge
+	}
+	if err != nil {
+		return nil, pce.ErrRequestInvalid
+	}
+	r.Body = newForwardBody(b)
+	r.GetBody = func() (io.ReadCloser, error) { return newForwardBody(b), nil }
+	methods, ok := pce.FormMethods(contentTypes, b)
+	if !ok {
+		return nil, pce.ErrRequestInvalid
+	}
+	return methods, nil
+}
+
+// plainRequest makes r a plain request for method: no override header, no
+// _method in the query (the form body, if any, agreed with method).
+func plainRequest(r *http.Request, method string) {
+	r.Method = method
+	for name := range r.Header {
+		if pce.IsOverrideHeader(name) {
+			delete(r.Header, name)
+		}
+	}
+	if q := pce.WithoutMethod(r.URL.RawQuery); q != r.URL.RawQuery {
+		r.URL.RawQuery = q
+		r.URL.ForceQuery = false
+		r.RequestURI = r.URL.RequestURI()
+	}
 }
 
 // authenticate finds the token and looks it up. A failure is the
@@ -160,7 +212,7 @@ func authError(given bool) *pce.Error {
 // normalizedPayload reads at most MaxBody bytes into a pooled buffer and
 // returns the canonical body in a fresh slice: the transport may still read
 // a forwarded body after the handler returns, so it is never pooled.
-func (h *Handler) normalizedPayload(r *http.Request, route pce.Route) ([]byte, *pce.Error) {
+func (h *Handler) normalizedPayload(r *http.Request, op pce.Operation, route pce.Route) ([]byte, *pce.Error) {
 	if r.ContentLength > h.maxBody {
 		return nil, pce.ErrPayloadTooLarge
 	}
@@ -177,15 +229,17 @@ func (h *Handler) normalizedPayload(r *http.Request, route pce.Route) ([]byte, *
 		}
 	}
 	// The canonical form is at most 8 bytes longer: quotes around 4 numbers.
-	return pce.AppendNormalized(make([]byte, 0, in.Len()+8), in.Bytes(), route, h.payloadRules)
+	return pce.AppendNormalized(make([]byte, 0, in.Len()+8), in.Bytes(), op, route, h.payloadRules)
 }
 
-// canonicalize turns r into the request the backend sees: canonical path,
-// the token in the Authorization header, the canonical JSON body.
-func (h *Handler) canonicalize(r *http.Request, route pce.Route, token string, fromQuery bool, body []byte) {
-	path := h.router.CanonicalPath(route)
+// canonicalize turns r into the request the backend sees: the effective
+// method, the canonical path, the query less the token and _method pairs,
+// the token in the Authorization header, the canonical JSON body (create
+// and update) or none (list and delete).
+func (h *Handler) canonicalize(r *http.Request, m *pce.Match, token string, fromQuery bool, body []byte) {
+	path := h.router.CanonicalPath(m.Route)
 	r.URL.Path, r.URL.RawPath = path, path
-	r.Method = http.MethodPut
+	r.Method = m.Method
 	for name := range r.Header {
 		if pce.IsOverrideHeader(name) {
 			delete(r.Header, name)
@@ -200,15 +254,23 @@ func (h *Handler) canonicalize(r *http.Request, route pce.Route, token string, f
 	if _, ok := r.Header["Authorization"]; fromQuery || !ok {
 		r.Header.Set("Authorization", "Bearer "+token)
 	}
-	// One backing array for both values (Header.Set allocates one each).
-	vals := make([]string, 2)
-	vals[0], vals[1] = "application/json", strconv.Itoa(len(body))
-	r.Header["Content-Type"], r.Header["Content-Length"] = vals[0:1:1], vals[1:2:2]
 	r.TransferEncoding = nil
 	r.Trailer = nil
-	r.ContentLength = int64(len(body))
-	r.Body = newForwardBody(body)
-	r.GetBody = func() (io.ReadCloser, error) { return newForwardBody(body), nil }
+	if body == nil {
+		delete(r.Header, "Content-Type")
+		delete(r.Header, "Content-Length")
+		r.ContentLength = 0
+		r.Body = http.NoBody
+		r.GetBody = func() (io.ReadCloser, error) { return http.NoBody, nil }
+	} else {
+		// One backing array for both values (Header.Set allocates one each).
+		vals := make([]string, 2)
+		vals[0], vals[1] = "application/json", strconv.Itoa(len(body))
+		r.Header["Content-Type"], r.Header["Content-Length"] = vals[0:1:1], vals[1:2:2]
+		r.ContentLength = int64(len(body))
+		r.Body = newForwardBody(body)
+		r.GetBody = func() (io.ReadCloser, error) { return newForwardBody(body), nil }
+	}
 	// Caddy's {http.request.uri} and reverse_proxy's logs read RequestURI:
 	// it must not keep a query token either.
 	r.RequestURI = r.URL.RequestURI()
@@ -238,8 +300,8 @@ func stripHopByHop(r *http.Request) {
 }
 
 // reject answers with e and counts the decision.
-func (h *Handler) reject(w http.ResponseWriter, e *pce.Error) error {
-	countDecision(e.Code)
+func (h *Handler) reject(w http.ResponseWriter, op pce.Operation, e *pce.Error) error {
+	countDecision(op, e.Code)
 	h.writeError(w, e)
 	return nil
 }

@@ -26,8 +26,8 @@ func initMetrics() {
 		const ns, sub = "caddy", "voipnow_pce"
 		metrics.decisions = prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: ns, Subsystem: sub, Name: "requests_total",
-			Help: "phoneCallEvents update requests by decision: forwarded, or the error code answered.",
-		}, []string{"code"})
+			Help: "Requests the gateway owned, by operation (list, create, update, delete; none for a method the resource has not) and decision: forwarded, or the error code answered.",
+		}, []string{"operation", "code"})
 		metrics.lookups = prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: ns, Subsystem: sub, Name: "cache_lookups_total",
 			Help: "Token cache lookups by tier (memory, redis) and result (hit, miss, negative, stale, coalesced).",
@@ -47,9 +47,11 @@ func initMetrics() {
 		})
 		// Every series exists from the start, at zero, so dashboards and
 		// rate() see the first event.
-		metrics.decisions.WithLabelValues("forwarded")
-		for _, e := range pce.Codes() {
-			metrics.decisions.WithLabelValues(e.Code)
+		for _, op := range append(pce.AllOperations(), pce.OpNone) {
+			metrics.decisions.WithLabelValues(opLabel(op), "forwarded")
+			for _, e := range pce.Codes() {
+				metrics.decisions.WithLabelValues(opLabel(op), e.Code)
+			}
 		}
 		for _, tier := range []string{"memory", "redis"} {
 			for _, result := range []string{"hit", "miss", "negative", "stale", "coalesced"} {
@@ -83,8 +85,16 @@ func registerMetrics(reg *prometheus.Registry) {
 	}
 }
 
-func countDecision(code string) {
-	metrics.decisions.WithLabelValues(code).Inc()
+func countDecision(op pce.Operation, code string) {
+	metrics.decisions.WithLabelValues(opLabel(op), code).Inc()
+}
+
+// opLabel is an operation's label value: its name, or "none".
+func opLabel(op pce.Operation) string {
+	if op == pce.OpNone {
+		return "none"
+	}
+	return op.String()
 }
 
 // metricsObserver feeds the token cache's events into the metrics.

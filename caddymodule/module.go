@@ -42,11 +42,12 @@ const (
 
 var defaultEventTypes = []string{"0", "1", "2"}
 
-// Handler guards the legacy VoipNow UAPI request
-// PUT {base}/extensions/{userId}/{extension}/phoneCallEvents/{eventType}/{eventId}:
-// it authenticates the caller by OAuth 2.0 token introspection (RFC 7662),
-// checks the URI, the caller's rights and the JSON payload, and forwards a
-// canonical request to the next handler (normally reverse_proxy to the
+// Handler guards the legacy VoipNow UAPI resource
+// {base}/extensions/{userId}/{extension}/phoneCallEvents[/{eventType}[/{eventId}]]
+// and its four operations (list, create, update, delete): it authenticates
+// the caller by OAuth 2.0 token introspection (RFC 7662), checks the
+// method, the URI, the caller's rights and the JSON payload, and forwards
+// a canonical request to the next handler (normally reverse_proxy to the
 // legacy backend), or answers itself with the legacy API's error codes.
 // Every other request passes through untouched.
 type Handler struct {
@@ -61,8 +62,16 @@ type Handler struct {
 	// IntrospectionTimeout bounds one introspection call. Default: 2s.
 	IntrospectionTimeout caddy.Duration `json:"introspection_timeout,omitempty"`
 
-	// RequiredScopes must all be carried by the token. Default: none.
+	// Operations are the operations of the resource the gateway owns:
+	// list, create, update, delete. Requests for the others pass through
+	// untouched. Default: all four (["update"] is version 1's behaviour).
+	Operations []string `json:"operations,omitempty"`
+	// RequiredScopes must all be carried by the token, for every
+	// operation. Default: none.
 	RequiredScopes []string `json:"required_scopes,omitempty"`
+	// Scopes are required besides RequiredScopes for one operation each,
+	// keyed by the operation's name. Default: none.
+	Scopes map[string][]string `json:"scopes,omitempty"`
 	// AdminScopes let a token act for any numeric userId (the
 	// Organization and global contexts): one of them is enough. Default: none.
 	AdminScopes []string `json:"admin_scopes,omitempty"`
@@ -108,6 +117,7 @@ type Handler struct {
 	// (SHA-256 when empty). Placeholders are resolved at load.
 	KeySecret string `json:"key_secret,omitempty"`
 
+	resource     *pce.Resource
 	router       *pce.Router
 	policy       pce.Policy
 	payloadRules pce.PayloadRules
@@ -161,9 +171,27 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	if err != nil {
 		return fmt.Errorf("voipnow_pce: %w", err)
 	}
+	var owned pce.OperationSet
+	for _, name := range h.Operations {
+		op, _ := pce.ParseOperation(name) // checked by Validate
+		owned |= pce.SetOf(op)
+	}
 	h.router = router
+	h.resource = pce.NewResource(router, owned)
 	h.policy = pce.Policy{RequiredScopes: h.RequiredScopes, AdminScopes: h.AdminScopes}
-	h.payloadRules = pce.PayloadRules{AllowPrivateURLs: h.AllowPrivateURLs}
+	for name, scopes := range h.Scopes {
+		op, _ := pce.ParseOperation(name)
+		if h.policy.Scopes == nil {
+			h.policy.Scopes = map[pce.Operation][]string{}
+		}
+		h.policy.Scopes[op] = scopes
+	}
+	h.payloadRules = pce.PayloadRules{
+		AllowPrivateURLs: h.AllowPrivateURLs,
+		EventTypes:       h.EventTypes,
+		IDMinLength:      h.IDMinLength,
+		IDMaxLength:      h.IDMaxLength,
+	}
 	h.maxBody = h.MaxBody
 
 	// Placeholders such as {env.PCE_CLIENT_SECRET} are resolved here, so
@@ -212,6 +240,11 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 }
 
 func (h *Handler) setDefaults() {
+	if len(h.Operations) == 0 {
+		for _, op := range pce.AllOperations() {
+			h.Operations = append(h.Operations, op.String())
+		}
+	}
 	if h.BasePath == "" {
 		h.BasePath = defaultBasePath
 	}
@@ -281,6 +314,23 @@ func (h *Handler) Validate() error {
 	}
 	if h.IntrospectionTimeout < 0 {
 		bad("introspection_timeout", "must be positive")
+	}
+	for _, name := range h.Operations {
+		if _, ok := pce.ParseOperation(name); !ok {
+			bad("operations", "unknown operation %q (use list, create, update, delete)", name)
+		}
+	}
+	for name, scopes := range h.Scopes {
+		if _, ok := pce.ParseOperation(name); !ok {
+			bad("scopes", "unknown operation %q (use list, create, update, delete)", name)
+		} else if len(scopes) == 0 {
+			bad("scopes", "%s needs at least one scope", name)
+		}
+		for _, sc := range scopes {
+			if sc == "" || strings.ContainsAny(sc, " \t\"\\") {
+				bad("scopes", "%s: %q is not a scope", name, sc)
+			}
+		}
 	}
 	if !strings.HasPrefix(h.BasePath, "/") || strings.HasSuffix(h.BasePath, "/") || strings.Contains(h.BasePath, "//") {
 		bad("base_path", "must start with / and not end with one, e.g. /uapi; got %q", h.BasePath)

@@ -2,24 +2,34 @@ package pce
 
 // Policy is the authorization policy of the route.
 type Policy struct {
-	// RequiredScopes must all be among the token's scopes.
+	// RequiredScopes must all be among the token's scopes, for every
+	// operation.
 	RequiredScopes []string
+	// Scopes are the scopes each operation requires besides
+	// RequiredScopes.
+	Scopes map[Operation][]string
 	// AdminScopes: a token with any of them may act for any numeric userId
 	// (the Organization and global contexts).
 	AdminScopes []string
 }
 
-// Authorize applies the policy to a request for r made with a token of the
-// given scopes and user claim. It runs on every request, also on cache hits.
-// Every required scope must be present. @me, @viewer and @owner are always the
+// Authorize applies the policy to a request for operation op on r made
+// with a token of the given scopes and user claim. It runs on every
+// request, also on cache hits. Every required scope and every scope of the
+// operation must be present. @me, @viewer and @owner are always the
 // token's own user. A numeric UserID must equal user as a decimal number
 // ("0012" equals "12"; user must itself be all digits) unless the token
 // carries an admin scope. Any failure is ErrPCEAccessDenied.
-func (p *Policy) Authorize(r Route, scopes []string, user string) *Error {
+func (p *Policy) Authorize(op Operation, r Route, scopes []string, user string) *Error {
 	if p == nil {
 		p = &Policy{}
 	}
 	for _, req := range p.RequiredScopes {
+		if !contains(scopes, req) {
+			return ErrPCEAccessDenied
+		}
+	}
+	for _, req := range p.Scopes[op] {
 		if !contains(scopes, req) {
 			return ErrPCEAccessDenied
 		}

@@ -7,7 +7,7 @@ func BenchmarkMatch(b *testing.B) {
 	const path = "/uapi/extensions/@me/0003*210/phoneCallEvents/0/NqeyDRqo4FtabmFj8gNWq3hsiGNYyq"
 	b.ReportAllocs()
 	for b.Loop() {
-		if _, on, err := rt.Match(path); !on || err != nil {
+		if _, _, on, err := rt.Match(path); !on || err != nil {
 			b.Fatal(err)
 		}
 	}
@@ -18,7 +18,7 @@ func BenchmarkMatchEscaped(b *testing.B) {
 	const path = "/uapi/extensions/%40me/0003%2A210/phoneCallEvents/0/NqeyDRqo4FtabmFj8gNWq3hsiGNYyq"
 	b.ReportAllocs()
 	for b.Loop() {
-		if _, on, err := rt.Match(path); !on || err != nil {
+		if _, _, on, err := rt.Match(path); !on || err != nil {
 			b.Fatal(err)
 		}
 	}
@@ -29,7 +29,7 @@ func BenchmarkMatchPassThrough(b *testing.B) {
 	const path = "/uapi/extensions/@me/0003*210/presence"
 	b.ReportAllocs()
 	for b.Loop() {
-		if _, on, _ := rt.Match(path); on {
+		if _, _, on, _ := rt.Match(path); on {
 			b.Fatal("on route")
 		}
 	}
@@ -41,7 +41,7 @@ func BenchmarkAppendNormalized(b *testing.B) {
 	b.ReportAllocs()
 	b.SetBytes(int64(len(body)))
 	for b.Loop() {
-		if _, err := AppendNormalized(dst[:0], body, pageRoute, PayloadRules{}); err != nil {
+		if _, err := AppendNormalized(dst[:0], body, OpUpdate, pageRoute, PayloadRules{}); err != nil {
 			b.Fatal(err)
 		}
 	}
@@ -53,7 +53,7 @@ func BenchmarkAppendNormalizedFull(b *testing.B) {
 	b.ReportAllocs()
 	b.SetBytes(int64(len(body)))
 	for b.Loop() {
-		if _, err := AppendNormalized(dst[:0], body, pageRoute, PayloadRules{}); err != nil {
+		if _, err := AppendNormalized(dst[:0], body, OpUpdate, pageRoute, PayloadRules{}); err != nil {
 			b.Fatal(err)
 		}
 	}

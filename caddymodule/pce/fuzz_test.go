@@ -18,7 +18,7 @@ func FuzzMatch(f *testing.F) {
 	f.Add("/uapi%2fextensions/@me/1/PHONECALLEVENTS/0/x")
 	rt := testRouter(f)
 	f.Fuzz(func(t *testing.T, path string) {
-		r, on, err := rt.Match(path)
+		r, shape, on, err := rt.Match(path)
 		if !on {
 			if err != nil || r != (Route{}) {
 				t.Fatalf("off route with %v %+v", err, r)
@@ -34,11 +34,12 @@ func FuzzMatch(f *testing.F) {
 			}
 			return
 		}
-		if !validUserID(r.UserID) || !validExtension(r.Extension) || !rt.validType(r.EventType) || !rt.validID(r.EventID) {
-			t.Fatalf("accepted invalid route %+v from %q", r, path)
+		if r.Shape() != shape || !validUserID(r.UserID) || !validExtension(r.Extension) ||
+			shape >= ShapeType && !rt.validType(r.EventType) || shape == ShapeItem && !rt.validID(r.EventID) {
+			t.Fatalf("accepted invalid route %+v (shape %d) from %q", r, shape, path)
 		}
 		cp := rt.CanonicalPath(r)
-		r2, on2, err2 := rt.Match(cp)
+		r2, _, on2, err2 := rt.Match(cp)
 		if !on2 || err2 != nil || r2 != r {
 			t.Fatalf("canonical path %q of %q re-matches as %+v %v %v", cp, path, r2, on2, err2)
 		}
@@ -82,12 +83,17 @@ func backendSeesRoute(escaped string) bool {
 }
 
 func FuzzAppendNormalized(f *testing.F) {
-	f.Add([]byte(pagePayload), false)
-	f.Add([]byte(pageFullPayload), true)
+	f.Add([]byte(pagePayload), false, false)
+	f.Add([]byte(pageFullPayload), true, false)
+	f.Add([]byte(`{"type":1,"method":"GET","url":"http://e.example/"}`), false, true)
 	allowed := map[string]bool{"type": true, "id": true, "method": true, "note": true, "url": true, "status": true}
-	f.Fuzz(func(t *testing.T, body []byte, allowPrivate bool) {
-		rules := PayloadRules{AllowPrivateURLs: allowPrivate}
-		out, err := AppendNormalized(nil, body, pageRoute, rules)
+	f.Fuzz(func(t *testing.T, body []byte, allowPrivate, create bool) {
+		rules := PayloadRules{AllowPrivateURLs: allowPrivate, EventTypes: []string{"0", "1", "2"}, IDMinLength: 1, IDMaxLength: 32}
+		op, route := OpUpdate, pageRoute
+		if create {
+			op, route = OpCreate, Route{UserID: "@me", Extension: "1"}
+		}
+		out, err := AppendNormalized(nil, body, op, route, rules)
 		if err != nil {
 			if out != nil {
 				t.Fatalf("output %q with error %v", out, err)
@@ -113,7 +119,10 @@ func FuzzAppendNormalized(f *testing.F) {
 				t.Fatalf("output value of %q is %T in %q", k, v, out)
 			}
 		}
-		again, err := AppendNormalized(nil, out, pageRoute, rules)
+		if create && (m["type"] == nil || m["method"] == nil || m["url"] == nil) {
+			t.Fatalf("create without a required field: %q", out)
+		}
+		again, err := AppendNormalized(nil, out, op, route, rules)
 		if err != nil || !bytes.Equal(again, out) {
 			t.Fatalf("re-normalizing %q gives %q, %v", out, again, err)
 		}

@@ -14,8 +14,9 @@ import (
 var overrideHeaders = []string{"X-Http-Method-Override", "X-Http-Method", "X-Method-Override"}
 
 // IsOverrideHeader reports whether a backend may read the header name as a
-// method-override header: any letter case, '_' for '-' (CGI turns both
-// into HTTP_X_HTTP_METHOD_OVERRIDE).
+// method-override header: any letter case, '_' or '.' for '-' (CGI and PHP
+// turn all three into HTTP_X_HTTP_METHOD_OVERRIDE). Caddy drops names with
+// '_' or '.' unless a server allowlists them; an allowlisted one is read.
 func IsOverrideHeader(name string) bool {
 	switch len(name) {
 	case len("X-Http-Method-Override"), len("X-Http-Method"), len("X-Method-Override"):
@@ -30,15 +31,15 @@ func IsOverrideHeader(name string) bool {
 	return false
 }
 
-// headerNameIs compares header names case-insensitively with '_' read as
-// '-'.
+// headerNameIs compares header names case-insensitively with '_' and '.'
+// read as '-'.
 func headerNameIs(name, want string) bool {
 	if len(name) != len(want) {
 		return false
 	}
 	for i := 0; i < len(name); i++ {
 		c := lowerASCII(name[i])
-		if c == '_' {
+		if c == '_' || c == '.' {
 			c = '-'
 		}
 		if c != lowerASCII(want[i]) {

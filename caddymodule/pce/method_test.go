@@ -75,12 +75,12 @@ func TestEffectiveMethod(t *testing.T) {
 }
 
 func TestIsOverrideHeader(t *testing.T) {
-	for _, name := range []string{"X-Http-Method-Override", "X-HTTP-Method", "x-method-override", "X_http_method_override", "X-Http_method-Override"} {
+	for _, name := range []string{"X-Http-Method-Override", "X-HTTP-Method", "x-method-override", "X_http_method_override", "X-Http_method-Override", "X.HTTP.Method.Override", "x.method_override"} {
 		if !IsOverrideHeader(name) {
 			t.Errorf("IsOverrideHeader(%q) = false", name)
 		}
 	}
-	for _, name := range []string{"X-Http-Method-Overrides", "X-Method", "Content-Type", ""} {
+	for _, name := range []string{"X-Http-Method-Overrides", "X-Method", "Content-Type", "", "X-HTTP-Method:Override", "X HTTP Method"} {
 		if IsOverrideHeader(name) {
 			t.Errorf("IsOverrideHeader(%q) = true", name)
 		}

@@ -67,6 +67,7 @@ const (
 	ShapeCollection Shape = iota // …/phoneCallEvents
 	ShapeType                    // …/phoneCallEvents/{eventType}
 	ShapeItem                    // …/phoneCallEvents/{eventType}/{eventId} (or longer: an error)
+	ShapeUnknown                 // a disguised path: any of the three
 )
 
 // operationFor returns the operation a request with the (upper-case)
@@ -77,7 +78,7 @@ func operationFor(method string, shape Shape) Operation {
 	case "GET", "HEAD":
 		return OpList
 	case "POST":
-		if shape == ShapeCollection {
+		if shape == ShapeCollection || shape == ShapeUnknown {
 			return OpCreate
 		}
 	case "PUT":
@@ -95,6 +96,7 @@ var allowed = [...]string{
 	ShapeCollection: "GET, HEAD, POST, DELETE",
 	ShapeType:       "GET, HEAD, DELETE",
 	ShapeItem:       "GET, HEAD, PUT, DELETE",
+	ShapeUnknown:    "GET, HEAD, POST, PUT, DELETE",
 }
 
 // Allow returns the methods a path of the shape has, as an Allow header

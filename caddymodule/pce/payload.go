@@ -13,35 +13,59 @@ type PayloadRules struct {
 	// AllowPrivateURLs lets url target loopback, private, link-local and
 	// other internal addresses.
 	AllowPrivateURLs bool
+	// EventTypes are the allowed values of a create's type (an update's
+	// must equal its path's eventType).
+	EventTypes []string
+	// IDMinLength and IDMaxLength bound a create's id (an update's must
+	// equal its path's eventId).
+	IDMinLength, IDMaxLength int
 }
 
-// AppendNormalized checks body (the PhoneCallEvent payload) for the route r
-// and appends its canonical form to dst.
+// AppendNormalized checks body (the PhoneCallEvent payload) of operation
+// op (OpCreate or OpUpdate) on the route r and appends its canonical form
+// to dst.
 //
 // The body must be exactly one JSON object in valid UTF-8 (one leading BOM
 // and surrounding whitespace allowed), with no duplicate keys at any level,
 // no lone surrogate escapes and nesting at most 64 deep; else
 // ErrPayloadInvalid. Then the fields are checked in the order type, id,
-// method, note, url, status, and the first failure wins. The canonical form is
+// method, note, url, status, and the first failure wins. An update's
+// fields are all optional, its type and id must equal the path's; a
+// create requires type (an allowed type, else ErrCreateTypeInvalid),
+// method and url, and its optional id must be a valid eventId. The canonical form is
 // a compact object with the present fields in that order, all values
 // strings; every other key is dropped. Size limits are the caller's.
-func AppendNormalized(dst []byte, body []byte, r Route, rules PayloadRules) ([]byte, *Error) {
+func AppendNormalized(dst []byte, body []byte, op Operation, r Route, rules PayloadRules) ([]byte, *Error) {
 	f, ok := scanObject(body)
 	if !ok {
 		return dst, ErrPayloadInvalid
 	}
+	create := op == OpCreate
 	var out [numFields]string // canonical values of the fields with a fixed form
+	// A create requires type, method and url: a missing one is the
+	// field's own error, in the fields' order.
+	if create && f[fieldType] == nil {
+		return dst, ErrCreateTypeInvalid
+	}
 	if v := f[fieldType]; v != nil {
-		if !equalsScalar(v, r.EventType) {
+		t, ok := rules.typeValue(v, op, r)
+		if !ok {
+			if create {
+				return dst, ErrCreateTypeInvalid
+			}
 			return dst, ErrTypeInvalid
 		}
-		out[fieldType] = r.EventType
+		out[fieldType] = t
 	}
 	if v := f[fieldID]; v != nil {
-		if !equalsScalar(v, r.EventID) {
+		id, ok := rules.idValue(v, op, r)
+		if !ok {
 			return dst, ErrIDInvalid
 		}
-		out[fieldID] = r.EventID
+		out[fieldID] = id
+	}
+	if create && f[fieldMethod] == nil {
+		return dst, ErrMethodInvalid
 	}
 	if v := f[fieldMethod]; v != nil {
 		m, ok := binaryValue(v, true)
@@ -54,6 +78,9 @@ func AppendNormalized(dst []byte, body []byte, r Route, rules PayloadRules) ([]b
 		if !isString(v) || countCodePoints(v[1:len(v)-1]) > maxNoteCodePoints {
 			return dst, ErrNoteInvalid
 		}
+	}
+	if create && f[fieldURL] == nil {
+		return dst, ErrURLInvalid
 	}
 	if v := f[fieldURL]; v != nil {
 		if !isString(v) || !CheckWebhookURL(decodeString(v), rules.AllowPrivateURLs) {
@@ -88,6 +115,41 @@ func AppendNormalized(dst []byte, body []byte, r Route, rules PayloadRules) ([]b
 		}
 	}
 	return append(dst, '}'), nil
+}
+
+// typeValue is the canonical type of the raw value v: an update's must be
+// its path's eventType, a create's one of the allowed types; as a number
+// or a string either way.
+func (rules *PayloadRules) typeValue(v []byte, op Operation, r Route) (string, bool) {
+	if op != OpCreate {
+		return r.EventType, equalsScalar(v, r.EventType)
+	}
+	for _, t := range rules.EventTypes {
+		if equalsScalar(v, t) {
+			return t, true
+		}
+	}
+	return "", false
+}
+
+// idValue is the canonical id of the raw value v: an update's must be its
+// path's eventId, a create's a valid eventId (alphanumeric, within the
+// length bounds), as a string or a number literal.
+func (rules *PayloadRules) idValue(v []byte, op Operation, r Route) (string, bool) {
+	if op != OpCreate {
+		return r.EventID, equalsScalar(v, r.EventID)
+	}
+	var id string
+	switch {
+	case isString(v):
+		id = decodeString(v)
+	case isNumber(v):
+		id = string(v)
+	}
+	if len(id) < max(rules.IDMinLength, 1) || len(id) > rules.IDMaxLength || !isAlnum(id) {
+		return "", false
+	}
+	return id, true
 }
 
 func isString(v []byte) bool { return len(v) >= 2 && v[0] == '"' }

@@ -173,7 +173,7 @@ func TestAppendNormalized(t *testing.T) {
 	}
 	for _, tc := range tests {
 		prefix := []byte("prefix:")
-		out, err := AppendNormalized(prefix, []byte(tc.body), pageRoute, PayloadRules{})
+		out, err := AppendNormalized(prefix, []byte(tc.body), OpUpdate, pageRoute, PayloadRules{})
 		if err != tc.err {
 			t.Errorf("%s: err = %v, want %v", tc.name, err, tc.err)
 			continue
@@ -189,25 +189,25 @@ func TestAppendNormalized(t *testing.T) {
 
 func TestAppendNormalizedAllowPrivate(t *testing.T) {
 	body := []byte(`{"url":"http://10.0.0.5:8080/hook"}`)
-	if _, err := AppendNormalized(nil, body, pageRoute, PayloadRules{}); err != ErrURLInvalid {
+	if _, err := AppendNormalized(nil, body, OpUpdate, pageRoute, PayloadRules{}); err != ErrURLInvalid {
 		t.Errorf("private url, not allowed: %v", err)
 	}
-	out, err := AppendNormalized(nil, body, pageRoute, PayloadRules{AllowPrivateURLs: true})
+	out, err := AppendNormalized(nil, body, OpUpdate, pageRoute, PayloadRules{AllowPrivateURLs: true})
 	if err != nil || string(out) != `{"url":"http://10.0.0.5:8080/hook"}` {
 		t.Errorf("private url, allowed: %s %v", out, err)
 	}
-	if _, err := AppendNormalized(nil, []byte(`{"url":"gopher://10.0.0.5/"}`), pageRoute, PayloadRules{AllowPrivateURLs: true}); err != ErrURLInvalid {
+	if _, err := AppendNormalized(nil, []byte(`{"url":"gopher://10.0.0.5/"}`), OpUpdate, pageRoute, PayloadRules{AllowPrivateURLs: true}); err != ErrURLInvalid {
 		t.Errorf("bad scheme with private allowed: %v", err)
 	}
 }
 
 func TestAppendNormalizedNumericRoute(t *testing.T) {
 	r := Route{UserID: "12", Extension: "210", EventType: "2", EventID: "123"}
-	out, err := AppendNormalized(nil, []byte(`{"type":2,"id":123}`), r, PayloadRules{})
+	out, err := AppendNormalized(nil, []byte(`{"type":2,"id":123}`), OpUpdate, r, PayloadRules{})
 	if err != nil || string(out) != `{"type":"2","id":"123"}` {
 		t.Errorf("numbers: %s %v", out, err)
 	}
-	if _, err := AppendNormalized(nil, []byte(`{"type":2,"id":123.0}`), r, PayloadRules{}); err != ErrIDInvalid {
+	if _, err := AppendNormalized(nil, []byte(`{"type":2,"id":123.0}`), OpUpdate, r, PayloadRules{}); err != ErrIDInvalid {
 		t.Errorf("123.0: %v", err)
 	}
 }
@@ -222,12 +222,58 @@ func TestDuplicateKeysManyKeys(t *testing.T) {
 		b.WriteString(`":1`)
 	}
 	ok := b.String() + "}"
-	if out, err := AppendNormalized(nil, []byte(ok), pageRoute, PayloadRules{}); err != nil || string(out) != `{"status":"1"}` {
+	if out, err := AppendNormalized(nil, []byte(ok), OpUpdate, pageRoute, PayloadRules{}); err != nil || string(out) != `{"status":"1"}` {
 		t.Fatalf("many keys: %s %v", out, err)
 	}
 	for _, dup := range []string{`,"k":2}`, `,"status":2}`, `,"k\u0078x":2}`} {
-		if _, err := AppendNormalized(nil, []byte(b.String()+dup), pageRoute, PayloadRules{}); err != ErrPayloadInvalid {
+		if _, err := AppendNormalized(nil, []byte(b.String()+dup), OpUpdate, pageRoute, PayloadRules{}); err != ErrPayloadInvalid {
 			t.Errorf("duplicate %s after many keys: %v", dup, err)
 		}
+	}
+}
+
+// A create requires type (its own error spelling), method and url; its id
+// is optional and checked as an eventId; every other field is the
+// update's, by the same validators.
+func TestAppendNormalizedCreate(t *testing.T) {
+	rules := PayloadRules{EventTypes: []string{"0", "1", "2"}, IDMinLength: 1, IDMaxLength: 32}
+	collection := Route{UserID: "@me", Extension: "0003*210"}
+	const base = `"method":"0","url":"http://myevent.com/x"`
+	for _, tc := range []struct {
+		body, want string
+		err        *Error
+	}{
+		{`{"type":"0",` + base + `}`, `{"type":"0","method":"0","url":"http://myevent.com/x"}`, nil},
+		{`{"type":2,"method":"post","url":"https://e.example/","note":"n","status":1,"id":"Abc123","links":{}}`,
+			`{"type":"2","id":"Abc123","method":"1","note":"n","url":"https://e.example/","status":"1"}`, nil},
+		{`{"type":"1","id":42,` + base + `}`, `{"type":"1","id":"42","method":"0","url":"http://myevent.com/x"}`, nil},
+		{`{` + base + `}`, "", ErrCreateTypeInvalid},
+		{`{"type":null,` + base + `}`, "", ErrCreateTypeInvalid},
+		{`{"type":"3",` + base + `}`, "", ErrCreateTypeInvalid},
+		{`{"type":"00",` + base + `}`, "", ErrCreateTypeInvalid},
+		{`{"type":0.0,` + base + `}`, "", ErrCreateTypeInvalid},
+		{`{"type":true,` + base + `}`, "", ErrCreateTypeInvalid},
+		{`{"type":"3","method":"9"}`, "", ErrCreateTypeInvalid}, // type first
+		{`{"type":"0","id":"a-b",` + base + `}`, "", ErrIDInvalid},
+		{`{"type":"0","id":"",` + base + `}`, "", ErrIDInvalid},
+		{`{"type":"0","id":"` + strings.Repeat("a", 33) + `",` + base + `}`, "", ErrIDInvalid},
+		{`{"type":"0","url":"http://myevent.com/x"}`, "", ErrMethodInvalid},
+		{`{"type":"0","method":null,"url":"http://myevent.com/x"}`, "", ErrMethodInvalid},
+		{`{"type":"0","method":"0"}`, "", ErrURLInvalid},
+		{`{"type":"0","method":"0","note":"` + strings.Repeat("a", 1025) + `"}`, "", ErrNoteInvalid}, // note before url
+		{`{"type":"0","method":"0","url":"http://169.254.169.254/latest/meta-data/"}`, "", ErrURLInvalid},
+		{`{"type":"0",` + base + `,"status":2}`, "", ErrStatusInvalid},
+		{`{"type":"0",` + base + `,"status":null}`, "", ErrStatusInvalid},
+		{`[]`, "", ErrPayloadInvalid},
+		{``, "", ErrPayloadInvalid},
+	} {
+		out, err := AppendNormalized(nil, []byte(tc.body), OpCreate, collection, rules)
+		if err != tc.err || (err == nil && string(out) != tc.want) {
+			t.Errorf("create %s = %s, %v; want %s, %v", tc.body, out, err, tc.want, tc.err)
+		}
+	}
+	// The update of the same body keeps its own spelling of the type error.
+	if _, err := AppendNormalized(nil, []byte(`{"type":"1"}`), OpUpdate, pageRoute, rules); err != ErrTypeInvalid {
+		t.Errorf("update type: %v", err)
 	}
 }

@@ -156,10 +156,14 @@ func pairValues(rawQuery string, is func(string) bool) []string {
 	return vals
 }
 
-// WithoutQueryToken returns rawQuery without the token pairs, and whether
-// it removed any (see CanonicalQuery).
-func WithoutQueryToken(rawQuery string) (string, bool) {
-	return withoutPairs(rawQuery, IsTokenPair)
+// WithoutMethod is rawQuery less its _method pairs, byte for byte
+// otherwise (see CanonicalQuery): the query of a request forwarded Plain.
+func WithoutMethod(rawQuery string) string {
+	if !mayHoldMethod(rawQuery) {
+		return rawQuery
+	}
+	out, _ := withoutPairs(rawQuery, IsMethodPair)
+	return out
 }
 
 // CanonicalQuery is the query the backend gets: rawQuery byte for byte,

@@ -33,9 +33,9 @@ func TestQueryTokens(t *testing.T) {
 		if got := QueryTokens(tc.raw); !slices.Equal(got, tc.tokens) {
 			t.Errorf("QueryTokens(%q) = %q, want %q", tc.raw, got, tc.tokens)
 		}
-		got, removed := WithoutQueryToken(tc.raw)
+		got, removed := withoutQueryToken(tc.raw)
 		if got != tc.without || removed != (len(tc.tokens) > 0) {
-			t.Errorf("WithoutQueryToken(%q) = %q, %v; want %q", tc.raw, got, removed, tc.without)
+			t.Errorf("withoutQueryToken(%q) = %q, %v; want %q", tc.raw, got, removed, tc.without)
 		}
 		if len(tc.tokens) > 0 && !MayHoldToken(tc.raw) {
 			t.Errorf("MayHoldToken(%q) = false", tc.raw)
@@ -54,18 +54,38 @@ func FuzzQueryTokens(f *testing.F) {
 		if len(tokens) > 0 && !MayHoldToken(raw) {
 			t.Fatalf("MayHoldToken(%q) missed %q", raw, tokens)
 		}
-		out, removed := WithoutQueryToken(raw)
+		out, removed := withoutQueryToken(raw)
 		if removed != (len(tokens) > 0) {
-			t.Fatalf("WithoutQueryToken(%q) removed=%v with tokens %q", raw, removed, tokens)
+			t.Fatalf("withoutQueryToken(%q) removed=%v with tokens %q", raw, removed, tokens)
 		}
 		if left := QueryTokens(out); len(left) > 0 {
-			t.Fatalf("WithoutQueryToken(%q) = %q still holds %q", raw, out, left)
+			t.Fatalf("withoutQueryToken(%q) = %q still holds %q", raw, out, left)
 		}
 		if !removed && out != raw {
-			t.Fatalf("WithoutQueryToken(%q) changed a query without a token: %q", raw, out)
+			t.Fatalf("withoutQueryToken(%q) changed a query without a token: %q", raw, out)
 		}
 		if len(out) > len(raw) {
-			t.Fatalf("WithoutQueryToken(%q) = %q", raw, out)
+			t.Fatalf("withoutQueryToken(%q) = %q", raw, out)
 		}
 	})
+}
+
+// withoutQueryToken is rawQuery less its token pairs, and whether any was
+// removed: CanonicalQuery's token half.
+func withoutQueryToken(rawQuery string) (string, bool) {
+	return withoutPairs(rawQuery, IsTokenPair)
+}
+
+func TestWithoutMethod(t *testing.T) {
+	for raw, want := range map[string]string{
+		"":            "",
+		"a=1":         "a=1",
+		"_method=GET": "",
+		"a=1;%5Fmethod=GET&accessRequestToken=Bearer%20x": "a=1&accessRequestToken=Bearer%20x",
+		"_method[]=GET&b=%41":                             "b=%41",
+	} {
+		if got := WithoutMethod(raw); got != want {
+			t.Errorf("WithoutMethod(%q) = %q, want %q", raw, got, want)
+		}
+	}
 }

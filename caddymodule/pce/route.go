@@ -111,21 +111,24 @@ func (it *segIter) next() (string, bool) {
 	return it.s, true
 }
 
-// maxKept is how many segments after "extensions" Match keeps: the five of the
-// route, an optional empty one for a trailing slash, and one more to detect
-// excess.
+// maxKept is how many segments after "extensions" Match keeps: the five of
+// an item path, an optional empty one for a trailing slash, and one more to
+// detect excess.
 const maxKept = 7
 
 // Match matches escapedPath, the path as the client sent it (for a Go server
-// r.URL.EscapedPath()), against the route. onRoute is false when the request
-// is not for the route and must pass through untouched. When onRoute is true
-// and err is nil, route holds the decoded, valid values; otherwise err is the
-// error of the first defective position (userId, extension, the
-// phoneCallEvents literal, eventType, eventId). Each segment is
-// percent-decoded exactly once.
-func (rt *Router) Match(escapedPath string) (route Route, onRoute bool, err *Error) {
+// r.URL.EscapedPath()), against the resource's paths. onRoute is false when
+// the path is not the resource's and the request must pass through
+// untouched. When onRoute is true, shape is the path's shape (collection,
+// type or item, by the number of segments after the literal; ShapeUnknown
+// for a disguised path) and err the error of the first defective position
+// (userId, extension, the phoneCallEvents literal, eventType, eventId) of a
+// path of that shape; when err is nil, route holds the decoded, valid
+// values. Each segment is percent-decoded exactly once. Which positions an
+// operation requires is the Resource's business.
+func (rt *Router) Match(escapedPath string) (route Route, shape Shape, onRoute bool, err *Error) {
 	if len(escapedPath) == 0 || escapedPath[0] != '/' {
-		return Route{}, false, nil
+		return Route{}, 0, false, nil
 	}
 	it := segIter{s: escapedPath[1:]}
 	for _, b := range rt.baseSegs {
@@ -153,53 +156,65 @@ func (rt *Router) Match(escapedPath string) (route Route, onRoute bool, err *Err
 		n++
 	}
 	if lit < 0 {
-		if _, on, _ := rt.disguised(escapedPath); on {
+		if _, _, on, _ := rt.disguised(escapedPath); on {
 			// The literal hides in a segment (an encoded slash): the first
 			// position that is not a clean segment is at fault.
 			if user, ok := decodeSegment(raw[0]); n < 1 || !ok || !validUserID(user) {
-				return Route{}, true, ErrUserInvalid
+				return Route{}, ShapeUnknown, true, ErrUserInvalid
 			}
 			if ext, ok := decodeSegment(raw[1]); n < 2 || !ok || !validExtension(ext) {
-				return Route{}, true, ErrExtensionInvalid
+				return Route{}, ShapeUnknown, true, ErrExtensionInvalid
 			}
-			return Route{}, true, ErrTypeInvalid
+			return Route{}, ShapeUnknown, true, ErrTypeInvalid
 		}
-		return Route{}, false, nil
+		return Route{}, 0, false, nil
 	}
 
-	// On the route: from here on, any defect is an error, never a pass-through.
+	// On the resource: from here on, any defect is an error, never a
+	// pass-through. One trailing slash is allowed.
+	if n > lit+1 && n <= maxKept && raw[n-1] == "" {
+		n--
+	}
+	switch {
+	case n <= lit+1:
+		shape = ShapeCollection
+	case n == lit+2:
+		shape = ShapeType
+	default:
+		shape = ShapeItem
+	}
 	if lit == 0 {
-		return Route{}, true, ErrUserInvalid
+		return Route{}, shape, true, ErrUserInvalid
 	}
 	user, ok := decodeSegment(raw[0])
 	if !ok || !validUserID(user) {
-		return Route{}, true, ErrUserInvalid
+		return Route{}, shape, true, ErrUserInvalid
 	}
 	if lit != 2 {
-		return Route{}, true, ErrExtensionInvalid
+		return Route{}, shape, true, ErrExtensionInvalid
 	}
 	ext, ok := decodeSegment(raw[1])
 	if !ok || !validExtension(ext) {
-		return Route{}, true, ErrExtensionInvalid
+		return Route{}, shape, true, ErrExtensionInvalid
 	}
-	if n < 4 {
-		return Route{}, true, ErrTypeInvalid
+	route = Route{UserID: user, Extension: ext}
+	if shape == ShapeCollection {
+		return route, shape, true, nil
 	}
 	typ, ok := decodeSegment(raw[3])
 	if !ok || !rt.validType(typ) {
-		return Route{}, true, ErrTypeInvalid
+		return Route{}, shape, true, ErrTypeInvalid
 	}
-	if n < 5 {
-		return Route{}, true, ErrIDInvalid
+	route.EventType = typ
+	if shape == ShapeType {
+		return route, shape, true, nil
 	}
 	id, ok := decodeSegment(raw[4])
-	if !ok || !rt.validID(id) {
-		return Route{}, true, ErrIDInvalid
+	if !ok || !rt.validID(id) || n > 5 {
+		return Route{}, shape, true, ErrIDInvalid
 	}
-	if n > 6 || (n == 6 && raw[5] != "") {
-		return Route{}, true, ErrIDInvalid
-	}
-	return Route{UserID: user, Extension: ext, EventType: typ, EventID: id}, true, nil
+	route.EventID = id
+	return route, shape, true, nil
 }
 
 // disguised reports, for a path that is not the route as written, whether
@@ -208,13 +223,13 @@ func (rt *Router) Match(escapedPath string) (route Route, onRoute bool, err *Err
 // {base}/extensions/.../phoneCallEvents/... Such a path is on the route and
 // wrong (user_invalid, the first position), never a pass-through. It runs
 // only when the strict reading failed, so it may allocate.
-func (rt *Router) disguised(escapedPath string) (Route, bool, *Error) {
+func (rt *Router) disguised(escapedPath string) (Route, Shape, bool, *Error) {
 	decoded, ok := decodeSegment(escapedPath)
 	if !ok {
 		decoded = escapedPath
 	}
 	if !strings.ContainsAny(decoded, "pP") || !containsFold(decoded, literalPCE) {
-		return Route{}, false, nil
+		return Route{}, 0, false, nil
 	}
 	var segs []string
 	for seg := range strings.SplitSeq(strings.ReplaceAll(decoded, "\\", "/"), "/") {
@@ -231,19 +246,19 @@ func (rt *Router) disguised(escapedPath string) (Route, bool, *Error) {
 	}
 	want := append(append([]string(nil), rt.baseSegs...), literalExtensions)
 	if len(segs) <= len(want) {
-		return Route{}, false, nil
+		return Route{}, 0, false, nil
 	}
 	for i, w := range want {
 		if !strings.EqualFold(segs[i], w) {
-			return Route{}, false, nil
+			return Route{}, 0, false, nil
 		}
 	}
 	for _, seg := range segs[len(want):] {
 		if strings.EqualFold(seg, literalPCE) {
-			return Route{}, true, ErrUserInvalid
+			return Route{}, ShapeUnknown, true, ErrUserInvalid
 		}
 	}
-	return Route{}, false, nil
+	return Route{}, 0, false, nil
 }
 
 // lenientSegment is a path segment as lenient servers read it: cut at a
@@ -270,10 +285,27 @@ func containsFold(s, sub string) bool {
 
 // CanonicalPath returns the path to forward for r: no trailing slash, the
 // literal in its documented case, values unescaped (valid values need no
-// escaping).
+// escaping), as many segments as r has values.
 func (rt *Router) CanonicalPath(r Route) string {
-	return rt.base + "/" + literalExtensions + "/" + r.UserID + "/" + r.Extension + "/" +
-		literalPCE + "/" + r.EventType + "/" + r.EventID
+	p := rt.base + "/" + literalExtensions + "/" + r.UserID + "/" + r.Extension + "/" + literalPCE
+	switch {
+	case r.EventID != "":
+		return p + "/" + r.EventType + "/" + r.EventID
+	case r.EventType != "":
+		return p + "/" + r.EventType
+	}
+	return p
+}
+
+// Shape returns the shape of the path r's values make.
+func (r Route) Shape() Shape {
+	switch {
+	case r.EventID != "":
+		return ShapeItem
+	case r.EventType != "":
+		return ShapeType
+	}
+	return ShapeCollection
 }
 
 // IsSelf reports whether UserID designates the token's own user (@me,

@@ -168,8 +168,11 @@ func TestMatch(t *testing.T) {
 		{"/uapi/extensions/@me/@self/phoneCallEvents/9/-", true, ErrExtensionInvalid, Route{}},
 		{"/uapi/extensions/@me/1/phoneCallEvents/9/-", true, ErrTypeInvalid, Route{}},
 	}
+	// Version 1's table is the update's: a PUT, owning every operation.
+	res := NewResource(rt, SetOf(AllOperations()...))
 	for _, tc := range tests {
-		got, on, err := rt.Match(tc.path)
+		m := res.Match(&Request{Method: "PUT", EscapedPath: tc.path})
+		got, on, err := m.Route, m.Action != Pass, m.Err
 		if on != tc.onRoute || err != tc.err || got != tc.want {
 			t.Errorf("Match(%q) = %+v, %v, %v; want %+v, %v, %v", tc.path, got, on, err, tc.want, tc.onRoute, tc.err)
 		}
@@ -182,23 +185,30 @@ func TestMatchRootBaseAndLengths(t *testing.T) {
 		t.Fatal(err)
 	}
 	id32 := strings.Repeat("Z9", 16)
-	if r, on, e := rt.Match("/extensions/@me/1/phoneCallEvents/4/" + id32); !on || e != nil || r.EventID != id32 {
+	if r, _, on, e := rt.Match("/extensions/@me/1/phoneCallEvents/4/" + id32); !on || e != nil || r.EventID != id32 {
 		t.Errorf("root base: %+v %v %v", r, on, e)
 	}
-	if _, on, e := rt.Match("/extensions/@me/1/phoneCallEvents/4/" + id32[:31]); !on || e != ErrIDInvalid {
+	if _, _, on, e := rt.Match("/extensions/@me/1/phoneCallEvents/4/" + id32[:31]); !on || e != ErrIDInvalid {
 		t.Errorf("31 chars with min 32: %v %v", on, e)
 	}
-	if _, on, _ := rt.Match("/uapi/extensions/@me/1/phoneCallEvents/4/" + id32); on {
+	if _, _, on, _ := rt.Match("/uapi/extensions/@me/1/phoneCallEvents/4/" + id32); on {
 		t.Error("/uapi is not the root base")
 	}
 }
 
 func TestCanonicalPath(t *testing.T) {
 	rt := testRouter(t)
-	r, _, _ := rt.Match("/uapi/extensions/%40me/0003%2A210/phonecallevents/0/MyPhoneCallEvent/")
-	if got, want := rt.CanonicalPath(r), "/uapi/extensions/@me/0003*210/phoneCallEvents/0/MyPhoneCallEvent"; got != want {
-		t.Errorf("CanonicalPath = %q, want %q", got, want)
+	for path, want := range map[string]string{
+		"/uapi/extensions/%40me/0003%2A210/phonecallevents/0/MyPhoneCallEvent/": "/uapi/extensions/@me/0003*210/phoneCallEvents/0/MyPhoneCallEvent",
+		"/uapi/extensions/%40me/0003%2A210/PHONECALLEVENTS/%31/":                "/uapi/extensions/@me/0003*210/phoneCallEvents/1",
+		"/uapi/extensions/%40me/0003%2A210/phonecallevents/":                    "/uapi/extensions/@me/0003*210/phoneCallEvents",
+	} {
+		r, shape, _, err := rt.Match(path)
+		if got := rt.CanonicalPath(r); err != nil || got != want || r.Shape() != shape {
+			t.Errorf("CanonicalPath(%q) = %q (%v, shape %d/%d), want %q", path, got, err, r.Shape(), shape, want)
+		}
 	}
+	r, _, _, _ := rt.Match("/uapi/extensions/@me/1/phoneCallEvents/0/x")
 	if !r.IsSelf() || (Route{UserID: "12"}).IsSelf() || (Route{UserID: "@self"}).IsSelf() {
 		t.Error("IsSelf")
 	}
