@@ -280,7 +280,16 @@ func BenchmarkServeHTTPNoToken(b *testing.B) {
 
 // BenchmarkServeHTTPPassThrough: a request that is not the route (a GET)
 // goes to next untouched: the floor of this harness.
+// A request off the resource: the cost of looking at it.
 func BenchmarkServeHTTPPassThrough(b *testing.B) {
+	h, _ := benchHandler(b, nil)
+	br := newBenchRequest(http.MethodGet, "/uapi/extensions/@me/0003*210/presence", benchToken, "")
+	checkOnce(b, h, br, http.StatusOK, `"status":"1"`)
+	runServe(b, h, br, http.StatusOK)
+}
+
+// A list with a cached token: checked and forwarded without a body.
+func BenchmarkServeHTTPListHit(b *testing.B) {
 	h, _ := benchHandler(b, nil)
 	br := newBenchRequest(http.MethodGet, benchPath, benchToken, "")
 	checkOnce(b, h, br, http.StatusOK, `"status":"1"`)
