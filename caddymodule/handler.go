@@ -32,7 +32,7 @@ const (
 // and update), forward the canonical request.
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler) error {
 	path := r.URL.EscapedPath()
-	if !h.resource.OnResource(path) {
+	if !h.resource.OnResource(path, r.URL.RawQuery) {
 		return next.ServeHTTP(w, r)
 	}
 	req := h.readRequest(r, path)

@@ -192,3 +192,33 @@ func TestFormMethod(t *testing.T) {
 		t.Errorf("POST with a DELETE form reached the backend as %s %q", got.Method, got.Body)
 	}
 }
+
+// The issue's disguised paths, through Caddy: refused with the first
+// faulty position's code, for every method, never forwarded.
+func TestDisguisedPathsRefused(t *testing.T) {
+	for _, extra := range []string{"", "operations update"} {
+		s := newStack(t, extra)
+		grantAll(s)
+		auth := "Authorization: Bearer " + goodToken
+		for _, tc := range []struct{ uri, code string }{
+			{"/uapi/index.php/extensions/@me/0003*210/phoneCallEvents/0/x", "user_invalid"},
+			{"/uapi.php/extensions/@me/0003*210/phoneCallEvents/0/x", "user_invalid"},
+			{"/index.php/uapi/extensions/@me/0003*210/phoneCallEvents/0/x", "user_invalid"},
+			{"/uapi/index.php?_url=/extensions/@me/0003*210/phoneCallEvents/0/x", "user_invalid"},
+			{"/uapi/index.php?/extensions/@me/0003*210/phoneCallEvents/0/x", "user_invalid"},
+			{"/uapi/extensions/@me/0003*210%252FphoneCallEvents%252F0%252Fx", "extension_invalid"},
+			{"/uapi/extensions/@me/0003*210%C0%AFphoneCallEvents%C0%AF0%C0%AFx", "extension_invalid"},
+			{"/uapi/extensions/@me/0003*210/phoneCallEvents%09/0/x", "pce_type_invalid"},
+			{"/uapi/extensions/@me/0003*210/phoneCallEvents.json/0/x", "pce_type_invalid"},
+		} {
+			methods := []string{http.MethodGet, http.MethodPost, http.MethodPut, http.MethodDelete, http.MethodPatch}
+			if extra != "" {
+				methods = []string{http.MethodPut}
+			}
+			for _, method := range methods {
+				s.expectError(s.do(method, tc.uri, `{}`, auth), http.StatusBadRequest, tc.code)
+				s.expectError(s.do(method, tc.uri, `{}`), http.StatusUnauthorized, "access_denied")
+			}
+		}
+	}
+}

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"net/url"
 	pathpkg "path"
+	"regexp"
 	"strings"
 	"testing"
 	"unicode/utf8"
@@ -16,6 +17,9 @@ func FuzzMatch(f *testing.F) {
 	f.Add("//uapi/extensions/@me/1/phoneCallEvents/0/x")
 	f.Add("/a/../uapi/./extensions/@me/1/phoneCallEvents/0/x")
 	f.Add("/uapi%2fextensions/@me/1/PHONECALLEVENTS/0/x")
+	f.Add("/index.php/uapi/index.php/extensions/@me/1/phoneCallEvents.json/0/x")
+	f.Add("/uapi/extensions/@me/1%252F%C0%AFphoneCallEvents~/0/x")
+	f.Add("/uapi%C0%AFextensions/@me/1/%C1%B0honeCallEvents")
 	rt := testRouter(f)
 	f.Fuzz(func(t *testing.T, path string) {
 		r, shape, on, err := rt.Match(path)
@@ -46,19 +50,27 @@ func FuzzMatch(f *testing.F) {
 	})
 }
 
-// backendSeesRoute is an independent model of a lenient backend: it
-// decodes the whole path once, takes backslashes for slashes, cuts each
+// backendSeesRoute is an independent model of a lenient PHP backend: it
+// decodes the whole path until nothing changes, folds overlong UTF-8 for
+// '/', '.', '\' and the letters, takes backslashes for slashes, cuts each
 // segment at ';' and NUL and drops trailing dots and spaces, cleans it
-// (merged slashes, dot segments) and matches /uapi/extensions/ followed
-// somewhere by a phoneCallEvents segment, in any letter case.
+// (merged slashes, dot segments), skips PHP scripts before "extensions"
+// and matches /uapi/extensions/ followed somewhere by a phoneCallEvents
+// segment, in any letter case, after leading blanks and before a suffix
+// such as .json or ~.
 func backendSeesRoute(escaped string) bool {
 	if !strings.HasPrefix(escaped, "/") { // not an origin-form request path
 		return false
 	}
-	dec, err := url.PathUnescape(escaped)
-	if err != nil {
-		dec = escaped
+	dec := escaped
+	for i := 0; i < 5; i++ {
+		d, err := url.PathUnescape(dec)
+		if err != nil || d == dec {
+			break
+		}
+		dec = d
 	}
+	dec = foldOverlongModel(dec)
 	raw := strings.Split(strings.ReplaceAll(dec, "\\", "/"), "/")
 	for i, seg := range raw {
 		if j := strings.IndexAny(seg, ";\x00"); j >= 0 {
@@ -70,16 +82,68 @@ func backendSeesRoute(escaped string) bool {
 		raw[i] = seg
 	}
 	clean := pathpkg.Clean("/" + strings.Join(raw, "/"))
-	segs := strings.Split(strings.TrimPrefix(clean, "/"), "/")
-	if len(segs) < 3 || !strings.EqualFold(segs[0], "uapi") || !strings.EqualFold(segs[1], "extensions") {
+	var segs []string
+	for _, seg := range strings.Split(strings.TrimPrefix(clean, "/"), "/") {
+		if len(segs) < 2 && phpScript.MatchString(seg) {
+			continue
+		}
+		segs = append(segs, seg)
+	}
+	if len(segs) < 3 || !lit("uapi").MatchString(segs[0]) || !lit("extensions").MatchString(segs[1]) {
 		return false
 	}
 	for _, seg := range segs[2:] {
-		if strings.EqualFold(seg, "phoneCallEvents") {
+		if lit("phoneCallEvents").MatchString(seg) {
 			return true
 		}
 	}
 	return false
+}
+
+var (
+	phpScript = regexp.MustCompile(`(?i)\.(php[0-9]*|phtml)$`)
+	lits      = map[string]*regexp.Regexp{"uapi": litRE("uapi"), "extensions": litRE("extensions"), "phoneCallEvents": litRE("phoneCallEvents")}
+)
+
+// foldOverlongModel decodes each overlong UTF-8 sequence of an ASCII
+// character (2, 3 or 4 bytes) to the character.
+func foldOverlongModel(s string) string {
+	b := []byte(s)
+	var out []byte
+	for i := 0; i < len(b); i++ {
+		for n := 2; n <= 4; n++ {
+			if i+n > len(b) {
+				break
+			}
+			lead := [...]byte{2: 0xc0, 3: 0xe0, 4: 0xf0}[n]
+			mask := [...]byte{2: 0xfe, 3: 0xff, 4: 0xff}[n]
+			if b[i]&mask != lead {
+				continue
+			}
+			v, ok := 0, true
+			if n == 2 {
+				v = int(b[i] & 1)
+			}
+			for _, c := range b[i+1 : i+n] {
+				ok = ok && c&0xc0 == 0x80
+				v = v<<6 | int(c&0x3f)
+			}
+			if ok && v < 0x80 {
+				out = append(out, byte(v))
+				i += n - 1
+				goto next
+			}
+		}
+		out = append(out, b[i])
+	next:
+	}
+	return string(out)
+}
+
+func lit(name string) *regexp.Regexp { return lits[name] }
+
+func litRE(name string) *regexp.Regexp {
+	return regexp.MustCompile(`(?is)^[\x00-\x20\x7f]*` + name + `([.~\x00-\x20\x7f-\x{10FFFF}].*)?$`)
 }
 
 func FuzzAppendNormalized(f *testing.F) {

@@ -72,12 +72,12 @@ type Match struct {
 	Allow string
 }
 
-// OnResource reports whether the escaped path is one of the resource's
-// (disguised ones included), so that the caller knows a form body's
-// _method fields matter.
-func (res *Resource) OnResource(escapedPath string) bool {
+// OnResource reports whether the request is the resource's (disguised
+// paths and query routing included), so that the caller knows its headers
+// and a form body's _method fields matter.
+func (res *Resource) OnResource(escapedPath, rawQuery string) bool {
 	_, _, on, _ := res.router.Match(escapedPath)
-	return on
+	return on || res.router.queryRouted(escapedPath, rawQuery)
 }
 
 // Match decides what the gateway does with req. A request is the
@@ -92,6 +92,9 @@ func (res *Resource) OnResource(escapedPath string) bool {
 // operation. OPTIONS without an override passes (CORS preflight).
 func (res *Resource) Match(req *Request) Match {
 	route, shape, on, pathErr := res.router.Match(req.EscapedPath)
+	if !on && res.router.queryRouted(req.EscapedPath, req.RawQuery) {
+		route, shape, on, pathErr = Route{}, ShapeUnknown, true, ErrUserInvalid
+	}
 	if !on {
 		return Match{}
 	}

@@ -107,3 +107,75 @@ func TestResourceMatchRoute(t *testing.T) {
 		}
 	}
 }
+
+// The forms a PHP backend takes for the resource, for every method and
+// with any set of operations owned: the error of the first faulty
+// position, never a pass-through.
+func TestDisguisedPHPForms(t *testing.T) {
+	const tail = "/extensions/@me/0003*210/phoneCallEvents/0/NqeyDRqo4FtabmFj8gNWq3hsiGNYyq"
+	for _, tc := range []struct {
+		path, query string
+		err         *Error
+	}{
+		{"/uapi/index.php" + tail, "", ErrUserInvalid},
+		{"/uapi/INDEX.PHP" + tail, "", ErrUserInvalid},
+		{"/uapi.php" + tail, "", ErrUserInvalid},
+		{"/index.php/uapi" + tail, "", ErrUserInvalid},
+		{"/index.php5/uapi/app.phtml" + tail, "", ErrUserInvalid},
+		{"/uapi/index.php", "_url=" + tail, ErrUserInvalid},
+		{"/uapi/index.php", "_url=%2Fextensions%2F%40me%2F1%2FphoneCallEvents", ErrUserInvalid},
+		{"/uapi/index.php", tail, ErrUserInvalid},
+		{"/index.php", "r=/uapi" + tail, ErrUserInvalid},
+		{"/uapi/", "q=" + tail + "&x=1", ErrUserInvalid},
+		{"/uapi%2Fextensions/@me/1/phoneCallEvents", "", ErrUserInvalid},
+		{"/uapi%252Fextensions/@me/1/phoneCallEvents", "", ErrUserInvalid},
+		{"/uapi/extensions/@me/0003*210%252FphoneCallEvents%252F0%252Fx", "", ErrExtensionInvalid},
+		{"/uapi/extensions/@me/0003*210%25252FphoneCallEvents/0/x", "", ErrExtensionInvalid},
+		{"/uapi/extensions/@me/0003*210%C0%AFphoneCallEvents%C0%AF0%C0%AFx", "", ErrExtensionInvalid},
+		{"/uapi%C0%AFextensions/@me/1/phoneCallEvents", "", ErrUserInvalid},
+		{"/uapi/extensions/@me/1/%C1%B0honeCallEvents/0/x", "", ErrTypeInvalid},
+		{"/uapi/extensions/@me/1/phoneCallEvents%09/0/x", "", ErrTypeInvalid},
+		{"/uapi/extensions/@me/1/phoneCallEvents%0A/0/x", "", ErrTypeInvalid},
+		{"/uapi/extensions/@me/1/%20phoneCallEvents/0/x", "", ErrTypeInvalid},
+		{"/uapi/extensions/@me/1/phoneCallEvents.json/0/x", "", ErrTypeInvalid},
+		{"/uapi/extensions/@me/1/phoneCallEvents~/0/x", "", ErrTypeInvalid},
+		{"/uapi/extensions/@me/1/phoneCallEvents%7E", "", ErrTypeInvalid},
+		{"/uapi/extensions.json/@me/1/phoneCallEvents", "", ErrUserInvalid},
+		{"/uapi%09/extensions/@me/1/phoneCallEvents", "", ErrUserInvalid},
+	} {
+		for _, res := range []*Resource{
+			NewResource(testRouter(t), SetOf(AllOperations()...)),
+			NewResource(testRouter(t), SetOf(OpUpdate)),
+			NewResource(testRouter(t), SetOf(OpList, OpCreate, OpDelete)),
+		} {
+			for _, method := range []string{"GET", "POST", "PUT", "DELETE", "PATCH"} {
+				if !res.OnResource(tc.path, tc.query) {
+					t.Errorf("%s?%s: not on the resource", tc.path, tc.query)
+				}
+				m := res.Match(&Request{Method: method, EscapedPath: tc.path, RawQuery: tc.query})
+				if res.ops.Has(m.Op) && (m.Action != Own || m.Err != tc.err) {
+					t.Errorf("%s %s?%s (owning %b): %v %v, want %v", method, tc.path, tc.query, res.ops, m.Action, m.Err, tc.err)
+				}
+				if res.ops.All() && (m.Action != Own || m.Err != tc.err) {
+					t.Errorf("%s %s?%s: %v %v, want %v", method, tc.path, tc.query, m.Action, m.Err, tc.err)
+				}
+			}
+		}
+	}
+	// Near misses stay someone else's.
+	all := NewResource(testRouter(t), SetOf(AllOperations()...))
+	for _, tc := range []struct{ path, query string }{
+		{"/uapi/extensions/@me/1/phoneCallEventsX/0/x", ""},
+		{"/uapi/extensions/@me/1/phoneCallEvents-v2/0/x", ""},
+		{"/uapi-v2/extensions/@me/1/phoneCallEvents", ""},
+		{"/uapi/extensions/@me/1/presence", "next=%2Fother%2FphoneCallEvents"},
+		{"/uapi/extensions/@me/1/presence", "next=" + "/uapi/extensions/@me/1/phoneCallEvents"},
+		{"/other/index.php", "_url=/other/phoneCallEvents"},
+		{"/uapi/index.php/users/@me", ""},
+		{"/uapi/index.php", "_url=/extensions/@me/1/presence"},
+	} {
+		if m := all.Match(&Request{Method: "PUT", EscapedPath: tc.path, RawQuery: tc.query}); m.Action != Pass {
+			t.Errorf("PUT %s?%s: %v %v, want a pass-through", tc.path, tc.query, m.Action, m.Err)
+		}
+	}
+}

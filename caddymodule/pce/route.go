@@ -217,63 +217,6 @@ func (rt *Router) Match(escapedPath string) (route Route, shape Shape, onRoute b
 	return route, shape, true, nil
 }
 
-// disguised reports, for a path that is not the route as written, whether
-// a server that decodes the whole path, merges slashes and resolves dot
-// segments (as many legacy front ends do) would see the route in it:
-// {base}/extensions/.../phoneCallEvents/... Such a path is on the route and
-// wrong (user_invalid, the first position), never a pass-through. It runs
-// only when the strict reading failed, so it may allocate.
-func (rt *Router) disguised(escapedPath string) (Route, Shape, bool, *Error) {
-	decoded, ok := decodeSegment(escapedPath)
-	if !ok {
-		decoded = escapedPath
-	}
-	if !strings.ContainsAny(decoded, "pP") || !containsFold(decoded, literalPCE) {
-		return Route{}, 0, false, nil
-	}
-	var segs []string
-	for seg := range strings.SplitSeq(strings.ReplaceAll(decoded, "\\", "/"), "/") {
-		seg = lenientSegment(seg)
-		switch seg {
-		case "", ".":
-		case "..":
-			if len(segs) > 0 {
-				segs = segs[:len(segs)-1]
-			}
-		default:
-			segs = append(segs, seg)
-		}
-	}
-	want := append(append([]string(nil), rt.baseSegs...), literalExtensions)
-	if len(segs) <= len(want) {
-		return Route{}, 0, false, nil
-	}
-	for i, w := range want {
-		if !strings.EqualFold(segs[i], w) {
-			return Route{}, 0, false, nil
-		}
-	}
-	for _, seg := range segs[len(want):] {
-		if strings.EqualFold(seg, literalPCE) {
-			return Route{}, ShapeUnknown, true, ErrUserInvalid
-		}
-	}
-	return Route{}, 0, false, nil
-}
-
-// lenientSegment is a path segment as lenient servers read it: cut at a
-// ";parameter" (Tomcat, Jetty) and at NUL (C strings), trailing dots and
-// spaces dropped (Windows), unless it is a dot segment.
-func lenientSegment(seg string) string {
-	if i := strings.IndexAny(seg, ";\x00"); i >= 0 {
-		seg = seg[:i]
-	}
-	if seg == "." || seg == ".." {
-		return seg
-	}
-	return strings.TrimRight(seg, ". ")
-}
-
 func containsFold(s, sub string) bool {
 	for i := 0; i+len(sub) <= len(s); i++ {
 		if strings.EqualFold(s[i:i+len(sub)], sub) {
