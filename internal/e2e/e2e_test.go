@@ -141,28 +141,84 @@ func TestLocalStackServesThePageExample(t *testing.T) {
 		t.Errorf("without a token: %d, want 401", res.StatusCode)
 	}
 
-	// The legacy query parameter works too, and the access log of
-	// Caddyfile.example keeps the token out, wherever it came from.
-	req, _ = http.NewRequest(http.MethodPut, gateway+"/uapi/extensions/@me/0003*210/phoneCallEvents/0/NqeyDRqo4FtabmFj8gNWq3hsiGNYyq?accessRequestToken=Bearer%20"+tok.AccessToken, strings.NewReader(body))
-	res, err = http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
+	// The walk README shows: create, list, update, delete.
+	call := func(method, uri, body string, wantStatus int) []byte {
+		t.Helper()
+		var rd io.Reader
+		if body != "" {
+			rd = strings.NewReader(body)
+		}
+		req, _ := http.NewRequest(method, gateway+uri, rd)
+		req.Header.Set("Authorization", "Bearer "+tok.AccessToken)
+		res, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer res.Body.Close()
+		raw, _ := io.ReadAll(res.Body)
+		if res.StatusCode != wantStatus {
+			t.Fatalf("%s %s: %d %s, want %d", method, uri, res.StatusCode, raw, wantStatus)
+		}
+		return raw
 	}
-	res.Body.Close()
-	if res.StatusCode != http.StatusOK {
-		t.Errorf("query token: %d, want 200", res.StatusCode)
+	const coll = "/uapi/extensions/@me/0003*210/phoneCallEvents"
+	var created struct {
+		ID, Type, URL string
 	}
+	raw = call(http.MethodPost, coll, `{"type":1,"method":"POST","url":"https://hooks.example.com/calls","note":"walk"}`, http.StatusOK)
+	if err := json.Unmarshal(raw, &created); err != nil || created.ID == "" || created.Type != "1" {
+		t.Fatalf("create answered %s (%v)", raw, err)
+	}
+	var list struct {
+		TotalResults int `json:"totalResults"`
+		Entry        []struct{ ID string }
+	}
+	raw = call(http.MethodGet, coll+"/1?count=5", "", http.StatusOK)
+	if err := json.Unmarshal(raw, &list); err != nil || list.TotalResults != 1 || len(list.Entry) != 1 || list.Entry[0].ID != created.ID {
+		t.Fatalf("list answered %s (%v)", raw, err)
+	}
+	call(http.MethodPut, coll+"/1/"+created.ID, `{"status":0}`, http.StatusOK)
+	raw = call(http.MethodDelete, coll+"/1/"+created.ID, "", http.StatusOK)
+	if !strings.Contains(string(raw), created.ID) {
+		t.Errorf("delete answered %s", raw)
+	}
+	call(http.MethodGet, coll+"/1/"+created.ID, "", http.StatusNotFound)
+	// The create the issue found walking past the webhook guard.
+	call(http.MethodPost, coll, `{"type":"0","method":"9","url":"http://169.254.169.254/latest/meta-data/"}`, http.StatusBadRequest)
+	call(http.MethodPost, coll, `{"type":"0","method":"0","url":"http://169.254.169.254/latest/meta-data/"}`, http.StatusBadRequest)
+
+	// The legacy query parameter works too, in every spelling the gateway
+	// accepts, and the access log of Caddyfile.example keeps the token out,
+	// wherever it came from.
+	spellings := []string{"accessRequestToken", "accessrequesttoken", "ACCESSREQUESTTOKEN", "accessRequestToken[]",
+		"%20accessRequestToken", "+accessRequestToken", "accessRequest%54oken", "%61ccessRequestToken",
+		"accessRequestToken%00x", "accessRequestToken%5B%5D"}
+	for _, name := range spellings {
+		for _, sep := range []string{"?", "?a=1&", "?a=1;"} {
+			uri := gateway + "/uapi/extensions/@me/0003*210/phoneCallEvents/0/NqeyDRqo4FtabmFj8gNWq3hsiGNYyq" + sep + name + "=Bearer%20" + tok.AccessToken
+			req, _ = http.NewRequest(http.MethodPut, uri, strings.NewReader(body))
+			res, err = http.DefaultClient.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			res.Body.Close()
+			if res.StatusCode != http.StatusOK {
+				t.Errorf("query token %s%s: %d, want 200", sep, name, res.StatusCode)
+			}
+		}
+	}
+	wantLines := 2 + 6 + 3*len(spellings)
 	var logged []byte
-	waitUntil := time.Now().Add(5 * time.Second)
+	waitUntil := time.Now().Add(10 * time.Second)
 	for {
 		logged, _ = os.ReadFile(logs.Name())
-		if strings.Count(string(logged), `"status":200`) >= 2 || time.Now().After(waitUntil) {
+		if strings.Count(string(logged), `"uri":"/uapi/`) >= wantLines || time.Now().After(waitUntil) {
 			break
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
-	if !strings.Contains(string(logged), "phoneCallEvents") {
-		t.Error("no access log lines for the requests")
+	if n := strings.Count(string(logged), `"uri":"/uapi/`); n < wantLines {
+		t.Errorf("%d access log lines for the requests, want at least %d", n, wantLines)
 	}
 	if strings.Contains(string(logged), tok.AccessToken) {
 		t.Error("the token appears in the stack's logs")
