@@ -1,6 +1,7 @@
 package caddymodule
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -71,13 +72,46 @@ type revokeAnswer struct {
 	Error string `json:"error,omitempty"`
 }
 
+// repeatedMember reports whether the top-level JSON object in b names a
+// member twice, in any letter case (encoding/json would keep the last one,
+// matching names case-insensitively): {"token":"a","token":"b"} must not
+// revoke one of them silently.
+func repeatedMember(b []byte) bool {
+	dec := json.NewDecoder(bytes.NewReader(b))
+	if t, err := dec.Token(); err != nil || t != json.Delim('{') {
+		return false // not an object: the decoder below says so
+	}
+	seen := map[string]bool{}
+	for dec.More() {
+		t, err := dec.Token()
+		name, ok := t.(string)
+		if err != nil || !ok {
+			return false
+		}
+		name = strings.ToLower(name)
+		if seen[name] {
+			return true
+		}
+		seen[name] = true
+		var v json.RawMessage
+		if dec.Decode(&v) != nil {
+			return false
+		}
+	}
+	return false
+}
+
 func (a *adminAPI) handleRevoke(w http.ResponseWriter, r *http.Request) error {
 	if r.Method != http.MethodPost {
 		w.Header().Set("Allow", http.MethodPost)
 		return caddy.APIError{HTTPStatus: http.StatusMethodNotAllowed, Err: fmt.Errorf("method not allowed: use POST")}
 	}
 	var req revokeRequest
-	dec := json.NewDecoder(io.LimitReader(r.Body, 64<<10))
+	body, err := io.ReadAll(io.LimitReader(r.Body, 64<<10))
+	if err != nil || repeatedMember(body) {
+		return caddy.APIError{HTTPStatus: http.StatusBadRequest, Err: fmt.Errorf(`body must be {"token":"..."} or {"fingerprint":"..."}, each member once`)}
+	}
+	dec := json.NewDecoder(bytes.NewReader(body))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(&req); err != nil || dec.More() {
 		return caddy.APIError{HTTPStatus: http.StatusBadRequest, Err: fmt.Errorf(`body must be {"token":"..."} or {"fingerprint":"..."}`)}

@@ -115,7 +115,8 @@ func TestRevoke(t *testing.T) {
 	}
 	s.expectError(s.put(pagePath, userToken, `{}`), http.StatusUnauthorized, "access_denied")
 
-	for _, bad := range []string{`{}`, `{"token":"a","fingerprint":"b"}`, `{"fingerprint":"xyz"}`, `nope`, `{"token":"a"} {"token":"b"}`, `{"token":"a"}]`} {
+	for _, bad := range []string{`{}`, `{"token":"a","fingerprint":"b"}`, `{"fingerprint":"xyz"}`, `nope`, `{"token":"a"} {"token":"b"}`, `{"token":"a"}]`,
+		`{"token":"a","token":"b"}`, `{"token":"a","Token":"a"}`, `{"fingerprint":"abcdefabcdef","fingerprint":"abcdefabcdef"}`} {
 		if res, body := adminPost(t, "/voipnow_pce/revoke", bad); res.StatusCode != http.StatusBadRequest {
 			t.Errorf("revoke %s: %d %s, want 400", bad, res.StatusCode, body)
 		}
