@@ -17,12 +17,24 @@ const (
 	// badPath has eventType 9: the gateway answers 400 pce_type_invalid.
 	badPath = "/uapi/extensions/@me/0003*210/phoneCallEvents/9/NqeyDRqo4FtabmFj8gNWq3hsiGNYyq"
 	payload = `{"method": "1", "note": "I want to use POST for my event", "url": "http://myevent.com/SaveMyPhoneCallDetails", "status": "1"}`
+	// listPath lists the DialIn events, a page of 20.
+	listPath = "/uapi/extensions/@me/0003*210/phoneCallEvents/0?count=20&startIndex=0"
+	// createPath and createPayload: the create page's example, in short.
+	createPath    = "/uapi/extensions/@me/0003*210/phoneCallEvents"
+	createPayload = `{"type": "0", "method": "1", "note": "I want to use POST for my event", "url": "http://myevent.com/SaveMyPhoneCallDetails", "status": "1"}`
+)
+
+// The operations a load request may stand for ("" is the update).
+const (
+	opList   = "list"
+	opCreate = "create"
 )
 
 // request is what one load request carries; seq numbers the requests of a
 // run from 0.
 type request struct {
-	bad   bool   // the bad eventType
+	op    string // "" (the update), opList or opCreate
+	bad   bool   // the bad eventType (update only)
 	token string // "" means the run is out of tokens: stop
 }
 
@@ -84,10 +96,10 @@ func runPair(ctx context.Context, bases [2]string, first, conns int, warmup, dur
 		defer tr.CloseIdleConnections()
 		clients[i] = &http.Client{Transport: tr, Timeout: 10 * time.Second}
 	}
-	body := []byte(payload)
-	var goodURL, badURL [2]string
+	body, createBody := []byte(payload), []byte(createPayload)
+	var goodURL, badURL, listURL, createURL [2]string
 	for i, b := range bases {
-		goodURL[i], badURL[i] = b+goodPath, b+badPath
+		goodURL[i], badURL[i], listURL[i], createURL[i] = b+goodPath, b+badPath, b+listPath, b+createPath
 	}
 
 	start := time.Now()
@@ -123,17 +135,28 @@ func runPair(ctx context.Context, bases [2]string, first, conns int, warmup, dur
 					break
 				}
 				issued[tg].Add(1)
-				u := goodURL[tg]
-				if rq.bad {
+				method, u, b := http.MethodPut, goodURL[tg], body
+				switch {
+				case rq.op == opList:
+					method, u, b = http.MethodGet, listURL[tg], nil
+				case rq.op == opCreate:
+					method, u, b = http.MethodPost, createURL[tg], createBody
+				case rq.bad:
 					u = badURL[tg]
 				}
-				req, err := http.NewRequestWithContext(ctx, http.MethodPut, u, bytes.NewReader(body))
+				var rd io.Reader
+				if b != nil {
+					rd = bytes.NewReader(b)
+				}
+				req, err := http.NewRequestWithContext(ctx, method, u, rd)
 				if err != nil {
 					errs[tg].Add(1)
 					continue
 				}
 				req.Header["Authorization"] = []string{"Bearer " + rq.token}
-				req.Header["Content-Type"] = []string{"application/json"}
+				if b != nil {
+					req.Header["Content-Type"] = []string{"application/json"}
+				}
 				res, err := clients[tg].Do(req)
 				if err != nil {
 					if ctx.Err() == nil {

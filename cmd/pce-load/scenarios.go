@@ -32,6 +32,16 @@ func makeScenarios(p *idp) []*scenario {
 			requests: unlimited(func(int64) request { return request{token: hot} }),
 		},
 		{
+			name: "list-hit", title: "list, in-process hit (one token)", gateway: "gateway-memory", hot: hot,
+			target:   "≥ 0.95x req/s",
+			requests: unlimited(func(int64) request { return request{op: opList, token: hot} }),
+		},
+		{
+			name: "create-hit", title: "create, in-process hit (one token)", gateway: "gateway-memory", hot: hot,
+			target:   "≥ 0.95x req/s",
+			requests: unlimited(func(int64) request { return request{op: opCreate, token: hot} }),
+		},
+		{
 			name: "redis-hit", title: "Redis hit (cache_size -1)", gateway: "gateway-redis", hot: hot,
 			target:   "≥ 0.85x req/s",
 			requests: unlimited(func(int64) request { return request{token: hot} }),
