@@ -288,6 +288,16 @@ func BenchmarkServeHTTPPassThrough(b *testing.B) {
 	runServe(b, h, br, http.StatusOK)
 }
 
+// A create with a cached token: the create page's payload, checked and
+// normalized.
+func BenchmarkServeHTTPCreateHit(b *testing.B) {
+	h, _ := benchHandler(b, nil)
+	br := newBenchRequest(http.MethodPost, "/uapi/extensions/@me/0003*210/phoneCallEvents", benchToken,
+		`{"type":"0","method":"1","note":"I want to use POST for my event","url":"http://myevent.com/SaveMyPhoneCallDetails","status":"1"}`)
+	checkOnce(b, h, br, http.StatusOK, `"status":"1"`)
+	runServe(b, h, br, http.StatusOK)
+}
+
 // A list with a cached token: checked and forwarded without a body.
 func BenchmarkServeHTTPListHit(b *testing.B) {
 	h, _ := benchHandler(b, nil)

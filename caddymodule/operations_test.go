@@ -4,6 +4,8 @@ import (
 	"net/http"
 	"strings"
 	"testing"
+
+	"github.com/voipnow-pce/caddy-voipnow-pce/caddymodule/pce"
 )
 
 const typePath = "/uapi/extensions/@me/0003*210/phoneCallEvents/0"
@@ -34,6 +36,8 @@ func TestOperationsForwarded(t *testing.T) {
 		{http.MethodDelete, collectionPath + "?filterBy=status;x=1", "", nil, http.MethodDelete, collectionPath + "?filterBy=status;x=1", ""},
 		{http.MethodPost, collectionPath + "?_method=DELETE", `{"type":"0"}`, nil, http.MethodDelete, collectionPath, ""},
 		{http.MethodPost, pagePath, `{"status":"0"}`, []string{"X-HTTP-Method-Override: PUT"}, http.MethodPut, pagePath, `{"status":"0"}`},
+		{http.MethodPut, typePath + "?b=2", `{}`, []string{"X-Method-Override: DELETE", "Content-Type: text/xml"}, http.MethodDelete, typePath + "?b=2", ""},
+		{http.MethodGet, collectionPath + "?x=%2F&_method=POST&y", `{"type":"0","method":"0","url":"http://e.example/"}`, nil, http.MethodPost, collectionPath + "?x=%2F&y", `{"type":"0","method":"0","url":"http://e.example/"}`},
 	} {
 		hdr := append([]string{auth}, tc.header...)
 		if strings.Contains(tc.uri, "accessRequestToken") {
@@ -51,8 +55,17 @@ func TestOperationsForwarded(t *testing.T) {
 		if tc.wantBody == "" && (got.Header.Get("Content-Type") != "" || got.Header.Get("Content-Length") != "" || len(got.Body) > 0) {
 			t.Errorf("%s %s: a request without a body reached the backend with %v", tc.method, tc.uri, got.Header)
 		}
-		if tc.wantBody != "" && got.Header.Get("Content-Type") != "application/json" {
-			t.Errorf("%s %s: Content-Type %q", tc.method, tc.uri, got.Header.Get("Content-Type"))
+		if tc.wantBody != "" && (got.Header.Get("Content-Type") != "application/json" || got.Header.Get("Content-Length") != itoa(len(tc.wantBody)) || len(got.TransferEncoding) != 0) {
+			t.Errorf("%s %s: Content-Type %q, Content-Length %q, Transfer-Encoding %v", tc.method, tc.uri,
+				got.Header.Get("Content-Type"), got.Header.Get("Content-Length"), got.TransferEncoding)
+		}
+		for name := range got.Header {
+			if pce.IsOverrideHeader(name) {
+				t.Errorf("%s %s: %s reached the backend", tc.method, tc.uri, name)
+			}
+		}
+		if len(got.Trailer) != 0 {
+			t.Errorf("%s %s: trailers %v reached the backend", tc.method, tc.uri, got.Trailer)
 		}
 		if res.Status != http.StatusOK {
 			t.Errorf("%s %s: client got %d", tc.method, tc.uri, res.Status)

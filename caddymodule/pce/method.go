@@ -55,8 +55,9 @@ func headerNameIs(name, want string) bool {
 // rawQuery the request's query (whose _method pairs, in every spelling PHP
 // reads as _method, are overrides) and form the _method values of a form
 // body (FormMethods). A header value may list several methods separated by
-// commas; empty values are no override. Overrides that disagree, and an
-// override naming OPTIONS, TRACE or CONNECT, are ErrRequestInvalid.
+// commas; empty values are no override. Overrides that disagree, an
+// override that is not a method name (ASCII letters: Symfony refuses
+// others) and one naming OPTIONS, TRACE or CONNECT are ErrRequestInvalid.
 func EffectiveMethod(method string, overrides []string, rawQuery string, form []string) (string, *Error) {
 	var eff string
 	var bad bool
@@ -67,7 +68,7 @@ func EffectiveMethod(method string, overrides []string, rawQuery string, form []
 		}
 		v = upperMethod(v)
 		switch {
-		case v == "OPTIONS" || v == "TRACE" || v == "CONNECT":
+		case !isLetters(v) || v == "OPTIONS" || v == "TRACE" || v == "CONNECT":
 			bad = true
 		case eff == "":
 			eff = v
@@ -95,6 +96,15 @@ func EffectiveMethod(method string, overrides []string, rawQuery string, form []
 		return upperMethod(method), nil
 	}
 	return eff, nil
+}
+
+func isLetters(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if c := s[i] | 0x20; c < 'a' || c > 'z' {
+			return false
+		}
+	}
+	return true
 }
 
 // Form body kinds, as PHP reads a request's Content-Type.

@@ -1,7 +1,9 @@
 package pce
 
 import (
+	"net/url"
 	"slices"
+	"strings"
 	"testing"
 )
 
@@ -65,6 +67,10 @@ func TestEffectiveMethod(t *testing.T) {
 		{"GET", []string{"OPTIONS"}, "", nil, "", ErrRequestInvalid},
 		{"GET", nil, "_method=trace", nil, "", ErrRequestInvalid},
 		{"GET", nil, "", []string{"CONNECT"}, "", ErrRequestInvalid},
+		{"POST", []string{"\nPUT"}, "", nil, "", ErrRequestInvalid},
+		{"POST", nil, "_method=PU%54%0A", nil, "", ErrRequestInvalid},
+		{"POST", nil, "_method=P-UT", nil, "", ErrRequestInvalid},
+		{"POST", nil, "", []string{"PUT\x00"}, "", ErrRequestInvalid},
 	} {
 		got, err := EffectiveMethod(tc.method, tc.overrides, tc.query, tc.form)
 		if got != tc.want || err != tc.err {
@@ -131,4 +137,85 @@ func TestCanonicalQuery(t *testing.T) {
 			t.Errorf("CanonicalQuery(%q) = %q, want %q", tc.raw, got, tc.want)
 		}
 	}
+}
+
+// FuzzEffectiveMethod: the gateway's method is the backend's. The oracle
+// is a model of PHP and Symfony written here: override headers (a value
+// may list methods), and every query or form pair whose name PHP reads as
+// _method (decoded, cut at NUL, leading spaces dropped, cut at '[', ' '
+// and '.' as '_'). When the gateway names a method, every override the
+// model finds names that method too (none: the request's own).
+func FuzzEffectiveMethod(f *testing.F) {
+	f.Add("POST", "PUT", "_method=PUT", "")
+	f.Add("post", "", "a=1&%5Fmethod=delete;b", "_method=DELETE")
+	f.Add("GET", "PUT, DELETE", "", "")
+	f.Add("PUT", "", "+.method[x]=GET", "")
+	f.Add("POST", "", "_method%00junk=PATCH&_method=patch", "x=%5F%6Dethod")
+	f.Fuzz(func(t *testing.T, method, header, rawQuery, form string) {
+		var formVals []string
+		for _, pair := range strings.FieldsFunc(form, func(r rune) bool { return r == '&' || r == ';' }) {
+			if IsMethodPair(pair) {
+				_, v, _ := strings.Cut(pair, "=")
+				if dv, err := url.QueryUnescape(v); err == nil {
+					v = dv
+				}
+				formVals = append(formVals, v)
+			}
+		}
+		got, err := EffectiveMethod(method, []string{header}, rawQuery, formVals)
+		if err != nil {
+			return // refused: nothing reaches the backend
+		}
+		var model []string
+		for _, v := range strings.Split(header, ",") {
+			model = append(model, v)
+		}
+		for _, src := range []string{rawQuery, form} {
+			for _, pair := range strings.FieldsFunc(src, func(r rune) bool { return r == '&' || r == ';' }) {
+				name, v, _ := strings.Cut(pair, "=")
+				if dn, err := url.QueryUnescape(name); err == nil {
+					name = dn
+				}
+				name, _, _ = strings.Cut(name, "\x00")
+				name = strings.TrimLeft(name, " ")
+				name, _, _ = strings.Cut(name, "[")
+				name = strings.NewReplacer(" ", "_", ".", "_").Replace(name)
+				if !strings.EqualFold(name, "_method") {
+					continue
+				}
+				if dv, err := url.QueryUnescape(v); err == nil {
+					v = dv
+				}
+				model = append(model, v)
+			}
+		}
+		named := false
+		for _, v := range model {
+			v = strings.Trim(v, " \t")
+			if v == "" {
+				continue
+			}
+			named = true
+			if !strings.EqualFold(v, got) {
+				t.Fatalf("the backend may act on %q; the gateway decided %q (method %q, header %q, query %q, form %q)",
+					v, got, method, header, rawQuery, form)
+			}
+		}
+		// Without an override the model knows of, the gateway may still
+		// have found one (it reads more spellings than this model: a
+		// leading '[' is '_' to PHP); else the method is the request's.
+		if !named && got != asciiUpper(method) && !mayHoldMethod(rawQuery+"&"+form) {
+			t.Fatalf("no override, yet %q became %q", method, got)
+		}
+	})
+}
+
+func asciiUpper(s string) string {
+	b := []byte(s)
+	for i, c := range b {
+		if c >= 'a' && c <= 'z' {
+			b[i] = c - 32
+		}
+	}
+	return string(b)
 }

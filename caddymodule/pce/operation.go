@@ -1,7 +1,5 @@
 package pce
 
-import "strings"
-
 // Operation is one of the legacy API's operations on the phoneCallEvents
 // resource.
 type Operation uint8
@@ -103,12 +101,18 @@ var allowed = [...]string{
 // value.
 func (s Shape) Allow() string { return allowed[s] }
 
-// upperMethod returns m in upper case, without allocating when it already
-// is.
+// upperMethod returns m with its ASCII letters in upper case (and every
+// other byte as it is), without allocating when it already is.
 func upperMethod(m string) string {
 	for i := 0; i < len(m); i++ {
 		if c := m[i]; c >= 'a' && c <= 'z' {
-			return strings.ToUpper(m)
+			b := []byte(m)
+			for j := i; j < len(b); j++ {
+				if b[j] >= 'a' && b[j] <= 'z' {
+					b[j] -= 'a' - 'A'
+				}
+			}
+			return string(b)
 		}
 	}
 	return m

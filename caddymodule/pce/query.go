@@ -58,8 +58,8 @@ func phpName(name string) string {
 
 // paramIs reports whether a lenient backend reads the name of pair as want
 // (ASCII case-insensitively): as PHP reads it (ParamName), or cut at the
-// first NUL or '[' whatever follows it (stricter than PHP, for other
-// readers).
+// first NUL or '[' whatever follows it, ' ' and '.' read as '_' (stricter
+// than PHP, for other readers).
 func paramIs(pair, want string) bool {
 	name, _, _ := strings.Cut(pair, "=")
 	name = phpDecode(name)
@@ -69,7 +69,11 @@ func paramIs(pair, want string) bool {
 	if i := strings.IndexAny(name, "\x00["); i >= 0 {
 		name = name[:i]
 	}
-	return strings.EqualFold(strings.TrimLeft(name, " "), want)
+	name = strings.TrimLeft(name, " ")
+	if strings.ContainsAny(name, " .") {
+		name = strings.NewReplacer(" ", "_", ".", "_").Replace(name)
+	}
+	return strings.EqualFold(name, want)
 }
 
 // IsTokenPair reports whether a lenient backend reads pair's name as the

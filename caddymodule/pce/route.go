@@ -230,14 +230,15 @@ func containsFold(s, sub string) bool {
 // literal in its documented case, values unescaped (valid values need no
 // escaping), as many segments as r has values.
 func (rt *Router) CanonicalPath(r Route) string {
-	p := rt.base + "/" + literalExtensions + "/" + r.UserID + "/" + r.Extension + "/" + literalPCE
+	// One concatenation per shape: one allocation.
+	const ext, pce = "/" + literalExtensions + "/", "/" + literalPCE
 	switch {
 	case r.EventID != "":
-		return p + "/" + r.EventType + "/" + r.EventID
+		return rt.base + ext + r.UserID + "/" + r.Extension + pce + "/" + r.EventType + "/" + r.EventID
 	case r.EventType != "":
-		return p + "/" + r.EventType
+		return rt.base + ext + r.UserID + "/" + r.Extension + pce + "/" + r.EventType
 	}
-	return p
+	return rt.base + ext + r.UserID + "/" + r.Extension + pce
 }
 
 // Shape returns the shape of the path r's values make.

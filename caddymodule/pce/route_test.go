@@ -224,3 +224,13 @@ func TestMatchAllocs(t *testing.T) {
 		t.Errorf("Match allocates %v times without escapes", n)
 	}
 }
+
+// The forwarded path costs one allocation, whatever its shape.
+func TestCanonicalPathAllocs(t *testing.T) {
+	rt := testRouter(t)
+	for _, r := range []Route{{UserID: "@me", Extension: "1"}, {UserID: "@me", Extension: "1", EventType: "0"}, pageRoute} {
+		if n := testing.AllocsPerRun(100, func() { _ = rt.CanonicalPath(r) }); n != 1 {
+			t.Errorf("CanonicalPath(%+v) allocates %v times", r, n)
+		}
+	}
+}
