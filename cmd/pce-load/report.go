@@ -173,6 +173,10 @@ func (r *report) summarize() {
 		switch name {
 		case "memory-hit":
 			set(s.Ratio >= 0.95 && s.DeltaP99 <= 0.3)
+		case "list-hit":
+			set(s.Ratio >= 0.95)
+		case "rotate-1000":
+			set(s.Ratio >= 0.93)
 		case "redis-hit":
 			set(s.Ratio >= 0.85)
 		case "half-rejected", "all-rejected":
