@@ -99,6 +99,17 @@ func sideDoorCorpus(n int) []sideDoorRequest {
 		}
 		out = append(out, r)
 	}
+	// Multipart bodies PHP reads a _method from and Go's parser does not
+	// (found by probing a build with PHP behind it).
+	for _, mp := range []struct{ ct, body string }{
+		{"multipart/form-data; xboundary=AAA; boundary=BBB", "--BBB\r\nContent-Disposition: form-data; name=\"x\"\r\n\r\n--AAA\r\nContent-Disposition: form-data; name=\"_method\"\r\n\r\nPUT\r\n--AAA--\r\n\r\n--BBB--\r\n"},
+		{"multipart/form-data; boundary=BBB", "--BBB\r\nContent-Disposition: form-data; name='_method'\r\n\r\nPUT\r\n--BBB\r\nContent-Disposition: form-data; name=\"url\"\r\n\r\nhttp://169.254.169.254/latest/meta-data/\r\n--BBB--\r\n"},
+		{"multipart/form-data; boundary=BBB", "--BBB\r\nContent-Disposition: form-data; name=\"x\"\r\n\r\nhello\n--BBB\nContent-Disposition: form-data; name=\"_method\"\n\nPUT\r\n--BBB--\r\n"},
+	} {
+		for _, path := range paths {
+			out = append(out, sideDoorRequest{method: "POST", uri: path, body: mp.body, header: []string{"Content-Type: " + mp.ct}})
+		}
+	}
 	return out
 }
 

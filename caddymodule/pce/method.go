@@ -173,6 +173,12 @@ func multipartMethods(contentType string, body []byte) ([]string, error) {
 	for {
 		p, err := mr.NextRawPart()
 		if err == io.EOF {
+			// PHP's multipart reader is laxer than Go's (the boundary found
+			// by substring in Content-Type, bare-LF delimiters, single-quoted
+			// names): a _method name Go did not see is one PHP may read.
+			if lenientMethodNames(body) > len(methods) {
+				return nil, errForm
+			}
 			return methods, nil
 		}
 		if err != nil {
@@ -191,4 +197,67 @@ func multipartMethods(contentType string, body []byte) ([]string, error) {
 		}
 		methods = append(methods, string(v))
 	}
+}
+
+// lenientMethodNames counts the places in a multipart body where a lax
+// reader may find a field named _method: every "name=" (or "name*=", any
+// letter case, also inside filename=), its value unquoted (double or single
+// quotes), unescaped (backslashes dropped) and past an RFC 2231 charset
+// prefix, read as PHP reads names (IsMethodPair). It over-counts rather
+// than under-counts: a body with more of them than Go's parser found is
+// refused.
+func lenientMethodNames(body []byte) int {
+	n := 0
+	for i := 0; ; {
+		j := indexFold(body[i:], "name")
+		if j < 0 {
+			return n
+		}
+		k := i + j + len("name")
+		i = k
+		for k < len(body) && (body[k] == '*' || body[k] == ' ' || body[k] == '\t') {
+			k++
+		}
+		if k >= len(body) || body[k] != '=' {
+			continue
+		}
+		k++
+		for k < len(body) && (body[k] == ' ' || body[k] == '\t') {
+			k++
+		}
+		quoted := k < len(body) && (body[k] == '"' || body[k] == '\'')
+		if quoted {
+			k++
+		}
+		end := k
+		for end < len(body) {
+			c := body[end]
+			if c == '\r' || c == '\n' || c == '"' || c == '\'' || (!quoted && (c == ';' || c == ' ' || c == '\t')) {
+				break
+			}
+			end++
+		}
+		name := strings.ReplaceAll(string(body[k:end]), "\\", "")
+		if _, after, ok := strings.Cut(name, "''"); ok {
+			name = after
+		}
+		if IsMethodPair(name) {
+			n++
+		}
+	}
+}
+
+// indexFold is bytes.Index with ASCII case folding of an ASCII lower-case
+// sep.
+func indexFold(s []byte, sep string) int {
+	for i := 0; i+len(sep) <= len(s); i++ {
+		j := 0
+		for j < len(sep) && lowerASCII(s[i+j]) == sep[j] {
+			j++
+		}
+		if j == len(sep) {
+			return i
+		}
+	}
+	return -1
 }

@@ -108,6 +108,15 @@ func TestFormMethods(t *testing.T) {
 		{[]string{"multipart/form-data; boundary=b"}, mp, []string{"DELETE"}, true},
 		{[]string{"multipart/form-data"}, mp, nil, false},
 		{[]string{"multipart/form-data; boundary=c"}, mp, nil, false},
+		{[]string{"multipart/form-data; boundary=b"}, "--b\r\nContent-Disposition: form-data; name=\"note\"\r\n\r\nmethod name=x\r\n--b--\r\n", nil, true},
+		// What PHP reads and Go does not (found by probing a build with
+		// PHP 8.2 behind it): an inner boundary PHP takes from
+		// "xboundary=", a single-quoted name, a bare-LF delimiter.
+		{[]string{"multipart/form-data; xboundary=AAA; boundary=BBB"}, "--BBB\r\nContent-Disposition: form-data; name=\"x\"\r\n\r\n--AAA\r\nContent-Disposition: form-data; name=\"_method\"\r\n\r\nPUT\r\n--AAA--\r\n\r\n--BBB--\r\n", nil, false},
+		{[]string{"multipart/form-data; boundary=BBB"}, "--BBB\r\nContent-Disposition: form-data; name='_method'\r\n\r\nPUT\r\n--BBB--\r\n", nil, false},
+		{[]string{"multipart/form-data; boundary=BBB"}, "--BBB\r\nContent-Disposition: form-data; name=\"x\"\r\n\r\nhello\n--BBB\nContent-Disposition: form-data; name=\"_method\"\n\nPUT\r\n--BBB--\r\n", nil, false},
+		{[]string{"multipart/form-data; boundary=BBB"}, "--BBB\r\nContent-Disposition: form-data; NAME = .method\r\n\r\nPUT\r\n--BBB--\r\n", []string{"PUT"}, true},
+		{[]string{"multipart/form-data; boundary=BBB"}, "--BBB\r\nContent-Disposition: form-data; name*=UTF-8''%5Fmethod\r\n\r\nPUT\r\n--BBB--\r\n", []string{"PUT"}, true},
 	} {
 		if IsForm(tc.ct) != (tc.want != nil || formKind(tc.ct[0]) != formNone) {
 			t.Errorf("IsForm(%q) = %v", tc.ct, IsForm(tc.ct))
