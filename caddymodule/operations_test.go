@@ -223,6 +223,8 @@ func TestDisguisedPathsRefused(t *testing.T) {
 			{"/uapi/extensions/@me/0003*210%C0%AFphoneCallEvents%C0%AF0%C0%AFx", "extension_invalid"},
 			{"/uapi/extensions/@me/0003*210/phoneCallEvents%09/0/x", "pce_type_invalid"},
 			{"/uapi/extensions/@me/0003*210/phoneCallEvents.json/0/x", "pce_type_invalid"},
+			{"/uapi/extensions/@me/0003*210/phoneCallEvent%C5%BF/0/x", "pce_type_invalid"},
+			{"/uapi/extens%C4%B1ons/@me/0003*210/phoneCallEvents/0/x", "user_invalid"},
 		} {
 			methods := []string{http.MethodGet, http.MethodPost, http.MethodPut, http.MethodDelete, http.MethodPatch}
 			if extra != "" {

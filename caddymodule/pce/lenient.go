@@ -1,6 +1,10 @@
 package pce
 
-import "strings"
+import (
+	"strings"
+	"unicode"
+	"unicode/utf8"
+)
 
 // The lenient view: what a backend that reads paths more leniently than
 // the gateway (VoipNow's UAPI is PHP, behind Apache or nginx) may take for
@@ -93,9 +97,18 @@ func (rt *Router) queryRouted(escapedPath, rawQuery string) bool {
 }
 
 // mayNamePCE is a cheap filter: s may spell phoneCallEvents (plainly, with
-// escapes or with overlong UTF-8).
+// escapes, with overlong UTF-8 or with letters that fold to ASCII).
 func mayNamePCE(s string) bool {
-	return strings.IndexByte(s, '%') >= 0 || hasOverlongLead(s) || containsFold(s, literalPCE)
+	return strings.IndexByte(s, '%') >= 0 || hasNonASCII(s) || containsFold(s, literalPCE)
+}
+
+func hasNonASCII(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if s[i] >= utf8.RuneSelf {
+			return true
+		}
+	}
+	return false
 }
 
 // lenientSegments is the path as a lenient backend reads it: percent-
@@ -143,21 +156,49 @@ func lenientSegment(seg string) string {
 	return strings.TrimRight(seg, ". ")
 }
 
-// literalLike reports whether seg may be read as the literal lit: in any
-// letter case, after leading whitespace or control characters, and before
-// a suffix that starts with '.', '~', whitespace, a control character or a
-// non-ASCII byte (phoneCallEvents.json, phoneCallEvents~, uapi.php).
+// literalLike reports whether seg may be read as the literal lit (ASCII):
+// in any letter case, Unicode's included (the long s 'ſ' is 's', the
+// Kelvin sign is 'k', the dotless and dotted capital i are 'i', as
+// mb_strtolower, mb_convert_case and /iu regular expressions read them),
+// after leading whitespace or control characters, and before a suffix that
+// starts with '.', '~', whitespace, a control character or a non-ASCII
+// byte (phoneCallEvents.json, phoneCallEvents~, uapi.php).
 func literalLike(seg, lit string) bool {
 	seg = strings.TrimLeft(seg, "\x00\x01\x02\x03\x04\x05\x06\x07\x08\t\n\x0b\x0c\r\x0e\x0f"+
 		"\x10\x11\x12\x13\x14\x15\x16\x17\x18\x19\x1a\x1b\x1c\x1d\x1e\x1f \x7f")
-	if len(seg) < len(lit) || !strings.EqualFold(seg[:len(lit)], lit) {
-		return false
+	i := 0
+	for j := 0; j < len(lit); j++ {
+		if i >= len(seg) {
+			return false
+		}
+		r, size := utf8.DecodeRuneInString(seg[i:])
+		if !foldsTo(r, lit[j]) {
+			return false
+		}
+		i += size
 	}
-	if len(seg) == len(lit) {
+	if i == len(seg) {
 		return true
 	}
-	c := seg[len(lit)]
+	c := seg[i]
 	return c == '.' || c == '~' || c <= ' ' || c >= 0x7f
+}
+
+// foldsTo reports whether r is the ASCII letter or digit c in some case
+// folding.
+func foldsTo(r rune, c byte) bool {
+	switch {
+	case r < utf8.RuneSelf:
+		return lowerASCII(byte(r)) == lowerASCII(c)
+	case r == 'ı' || r == 'İ': // dotless i, capital I with dot
+		return lowerASCII(c) == 'i'
+	}
+	for f := unicode.SimpleFold(r); f != r; f = unicode.SimpleFold(f) {
+		if f < utf8.RuneSelf && lowerASCII(byte(f)) == lowerASCII(c) {
+			return true
+		}
+	}
+	return false
 }
 
 // isScript reports whether a segment names a PHP script (index.php,

@@ -142,6 +142,11 @@ func TestDisguisedPHPForms(t *testing.T) {
 		{"/uapi/extensions/@me/1/phoneCallEvents%7E", "", ErrTypeInvalid},
 		{"/uapi/extensions.json/@me/1/phoneCallEvents", "", ErrUserInvalid},
 		{"/uapi%09/extensions/@me/1/phoneCallEvents", "", ErrUserInvalid},
+		// Letters that fold to ASCII ones (found by probing a build).
+		{"/uapi/extensions/@me/1/phoneCallEvent%C5%BF/0/x", "", ErrTypeInvalid},
+		{"/uapi/exten%C5%BFions/@me/1/phoneCallEvents/0/x", "", ErrUserInvalid},
+		{"/uapi/extens%C4%B1ons/@me/1/phoneCallEvents", "", ErrUserInvalid},
+		{"/uapi/extensions/@me/1/phoneCallEvent\u017f/0/x", "", ErrTypeInvalid},
 	} {
 		for _, res := range []*Resource{
 			NewResource(testRouter(t), SetOf(AllOperations()...)),
