@@ -32,11 +32,12 @@ const (
 // and update), forward the canonical request.
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler) error {
 	path := r.URL.EscapedPath()
-	if !h.resource.OnResource(path, r.URL.RawQuery) {
+	place, on := h.resource.Locate(path, r.URL.RawQuery)
+	if !on {
 		return next.ServeHTTP(w, r)
 	}
 	req := h.readRequest(r, path)
-	m := h.resource.Match(&req)
+	m := h.resource.Decide(place, &req)
 	switch m.Action {
 	case pce.Pass:
 		return next.ServeHTTP(w, r)

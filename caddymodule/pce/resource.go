@@ -72,12 +72,24 @@ type Match struct {
 	Allow string
 }
 
-// OnResource reports whether the request is the resource's (disguised
-// paths and query routing included), so that the caller knows its headers
-// and a form body's _method fields matter.
-func (res *Resource) OnResource(escapedPath, rawQuery string) bool {
-	_, _, on, _ := res.router.Match(escapedPath)
-	return on || res.router.queryRouted(escapedPath, rawQuery)
+// Place is where a request's path falls on the resource: its shape, the
+// decoded values and the first positional error (Locate).
+type Place struct {
+	route Route
+	shape Shape
+	err   *Error
+}
+
+// Locate reports whether the request is the resource's (disguised paths
+// and query routing included) and where on it, so that the caller reads
+// headers and a form body only for the resource's requests, and the path
+// is parsed once (Decide).
+func (res *Resource) Locate(escapedPath, rawQuery string) (Place, bool) {
+	route, shape, on, err := res.router.Match(escapedPath)
+	if !on && res.router.queryRouted(escapedPath, rawQuery) {
+		return Place{shape: ShapeUnknown, err: ErrUserInvalid}, true
+	}
+	return Place{route: route, shape: shape, err: err}, on
 }
 
 // Match decides what the gateway does with req. A request is the
@@ -91,13 +103,16 @@ func (res *Resource) OnResource(escapedPath, rawQuery string) bool {
 // that ignores overrides on that method never acts on an unchecked owned
 // operation. OPTIONS without an override passes (CORS preflight).
 func (res *Resource) Match(req *Request) Match {
-	route, shape, on, pathErr := res.router.Match(req.EscapedPath)
-	if !on && res.router.queryRouted(req.EscapedPath, req.RawQuery) {
-		route, shape, on, pathErr = Route{}, ShapeUnknown, true, ErrUserInvalid
-	}
+	p, on := res.Locate(req.EscapedPath, req.RawQuery)
 	if !on {
 		return Match{}
 	}
+	return res.Decide(p, req)
+}
+
+// Decide is Match for a request Locate placed on the resource.
+func (res *Resource) Decide(p Place, req *Request) Match {
+	route, shape, pathErr := p.route, p.shape, p.err
 	raw := upperMethod(req.Method)
 	method, methodErr := EffectiveMethod(req.Method, req.Overrides, req.RawQuery, req.Form)
 	if methodErr == nil && method == "OPTIONS" {

@@ -154,7 +154,7 @@ func TestDisguisedPHPForms(t *testing.T) {
 			NewResource(testRouter(t), SetOf(OpList, OpCreate, OpDelete)),
 		} {
 			for _, method := range []string{"GET", "POST", "PUT", "DELETE", "PATCH"} {
-				if !res.OnResource(tc.path, tc.query) {
+				if _, on := res.Locate(tc.path, tc.query); !on {
 					t.Errorf("%s?%s: not on the resource", tc.path, tc.query)
 				}
 				m := res.Match(&Request{Method: method, EscapedPath: tc.path, RawQuery: tc.query})
