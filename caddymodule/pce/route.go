@@ -218,8 +218,9 @@ func (rt *Router) Match(escapedPath string) (route Route, shape Shape, onRoute b
 }
 
 func containsFold(s, sub string) bool {
+	first := lowerASCII(sub[0])
 	for i := 0; i+len(sub) <= len(s); i++ {
-		if strings.EqualFold(s[i:i+len(sub)], sub) {
+		if lowerASCII(s[i]) == first && strings.EqualFold(s[i:i+len(sub)], sub) {
 			return true
 		}
 	}
