@@ -114,6 +114,8 @@ func TestLoadRefusesBadConfig(t *testing.T) {
 	for _, tc := range []struct{ block, want string }{
 		{"client_id gateway", "introspection_url: is required"},
 		{"introspection_url http://127.0.0.1:1/i\nclient_id gateway\nevent_types 0 x/y", "event_types"},
+		{"introspection_url http://127.0.0.1:1/i\nclient_id gateway\nclient_secret s\nevent_types 0 x", `event_types: \"x\" is not an event type: eventType is a number`},
+		{"introspection_url http://127.0.0.1:1/i\nclient_id gateway\nclient_secret s\nevent_types 0 1a", `event_types: \"1a\" is not an event type`},
 		{"introspection_url http://127.0.0.1:1/i\nclient_id gateway\nclient_secret s\noperations list remove", `operations: unknown operation \"remove\"`},
 		{"introspection_url http://127.0.0.1:1/i\nclient_id gateway\nclient_secret {env.PCE_TEST_SURELY_UNSET}", "client_secret: resolves to an empty value"},
 		{"introspection_url http://127.0.0.1:1/i\nclient_id {env.PCE_TEST_SURELY_UNSET}\nclient_secret s", "client_id: resolves to an empty value"},

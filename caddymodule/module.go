@@ -336,8 +336,8 @@ func (h *Handler) Validate() error {
 		bad("base_path", "must start with / and not end with one, e.g. /uapi; got %q", h.BasePath)
 	}
 	for _, et := range h.EventTypes {
-		if !isAlnum(et) || len(et) > 16 {
-			bad("event_types", "%q is not an event type: use short alphanumeric values such as 0 1 2", et)
+		if et == "" || len(et) > 16 || strings.Trim(et, "0123456789") != "" {
+			bad("event_types", "%q is not an event type: eventType is a number, e.g. 0 1 2", et)
 		}
 	}
 	if h.IDMinLength < 1 || h.IDMaxLength < h.IDMinLength || h.IDMaxLength > 1024 {
@@ -385,19 +385,6 @@ func (h *Handler) Validate() error {
 		bad("cache", "unknown type %q (use memory or redis)", h.Cache.Type)
 	}
 	return errors.Join(errs...)
-}
-
-func isAlnum(s string) bool {
-	if s == "" {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		if !('0' <= c && c <= '9' || 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z') {
-			return false
-		}
-	}
-	return true
 }
 
 // Cleanup releases this configuration's hold on the shared caches and

@@ -26,7 +26,7 @@ type RouteRules struct {
 	// Base is the path prefix of the API, e.g. "/uapi": it starts with "/"
 	// and has no trailing slash; "" means the root.
 	Base string
-	// EventTypes are the allowed eventType values, e.g. {"0", "1", "2"}.
+	// EventTypes are the allowed eventType values, numbers, e.g. {"0", "1", "2"}.
 	EventTypes []string
 	// IDMinLength is the minimum length of eventId (at least 1).
 	IDMinLength int
@@ -79,8 +79,8 @@ func NewRouter(r RouteRules) (*Router, error) {
 		return nil, errors.New("no event types")
 	}
 	for _, t := range r.EventTypes {
-		if t == "" || len(t) > maxEventTypeLength || !isAlnum(t) {
-			return nil, fmt.Errorf("event type %q must be 1 to %d ASCII letters or digits", t, maxEventTypeLength)
+		if t == "" || len(t) > maxEventTypeLength || !isDigits(t) {
+			return nil, fmt.Errorf("event type %q must be a number of 1 to %d digits", t, maxEventTypeLength)
 		}
 	}
 	rt.types = append([]string(nil), r.EventTypes...)

@@ -35,6 +35,7 @@ func TestNewRouter(t *testing.T) {
 		{Base: "/uapi", EventTypes: nil, IDMinLength: 1, IDMaxLength: 32},
 		{Base: "/uapi", EventTypes: []string{""}, IDMinLength: 1, IDMaxLength: 32},
 		{Base: "/uapi", EventTypes: []string{"0/1"}, IDMinLength: 1, IDMaxLength: 32},
+		{Base: "/uapi", EventTypes: []string{"0", "x"}, IDMinLength: 1, IDMaxLength: 32},
 		{Base: "/uapi", EventTypes: []string{"0"}, IDMinLength: 0, IDMaxLength: 32},
 		{Base: "/uapi", EventTypes: []string{"0"}, IDMinLength: 33, IDMaxLength: 32},
 		{Base: "/uapi", EventTypes: []string{"0"}, IDMinLength: 1, IDMaxLength: 1025},
