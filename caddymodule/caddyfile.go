@@ -31,7 +31,10 @@ func init() {
 //	        <operation> <scope...>
 //	    }
 //	    admin_scopes          <scope...>
-//	    user_claim            <claim>
+//	    user_claim            <claim or dotted.path>
+//	    audiences             <audience...>
+//	    issuers               <issuer...>
+//	    leeway                <duration>
 //	    base_path             <path>
 //	    event_types           <type...>
 //	    id_min_length         <n>
@@ -90,6 +93,20 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			err = someStrings(d, &h.AdminScopes)
 		case "user_claim":
 			err = oneString(d, &h.UserClaim)
+		case "audiences":
+			err = someStrings(d, &h.Audiences)
+		case "issuers":
+			err = someStrings(d, &h.Issuers)
+		case "leeway":
+			var v string
+			if err = oneString(d, &v); err == nil {
+				l, perr := caddy.ParseDuration(v)
+				if perr != nil || l < 0 {
+					return d.Errf("voipnow_pce: leeway: '%s' is not a duration of 0 or more (e.g. 5s)", v)
+				}
+				dur := caddy.Duration(l)
+				h.Leeway = &dur
+			}
 		case "base_path":
 			err = oneString(d, &h.BasePath)
 		case "event_types":

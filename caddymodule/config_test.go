@@ -6,6 +6,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
 	"github.com/caddyserver/caddy/v2/caddytest"
 )
@@ -56,6 +57,9 @@ func TestCaddyfileErrors(t *testing.T) {
 		{"voipnow_pce {\n cache redis redis://x {\n  sentinel y\n }\n}", "unrecognized voipnow_pce cache subdirective 'sentinel'"},
 		{"voipnow_pce extra", "wrong argument count"},
 		{"voipnow_pce {\n operations\n}", "operations needs at least one argument"},
+		{"voipnow_pce {\n leeway -1s\n}", "leeway: '-1s' is not a duration of 0 or more"},
+		{"voipnow_pce {\n leeway soon\n}", "leeway: 'soon' is not a duration"},
+		{"voipnow_pce {\n audiences\n}", "audiences needs at least one argument"},
 		{"voipnow_pce {\n scopes uapi\n}", "scopes takes a block"},
 		{"voipnow_pce {\n scopes {\n  patch uapi\n }\n}", "scopes: unknown operation 'patch'"},
 		{"voipnow_pce {\n scopes {\n  list\n }\n}", "scopes: list needs at least one scope"},
@@ -95,6 +99,11 @@ func TestValidate(t *testing.T) {
 		{func(h *Handler) { h.Cache = &CacheConfig{Type: "redis", URLs: []string{"http://x"}, Timeout: 1} }, "cache: redis URL must look like"},
 		{func(h *Handler) { h.CacheSize = -2 }, "cache_size"},
 		{func(h *Handler) { h.Operations = []string{"update", "upsert"} }, `operations: unknown operation "upsert"`},
+		{func(h *Handler) { h.UserClaim = "ext." }, "user_claim"},
+		{func(h *Handler) { h.UserClaim = "a..b" }, "user_claim"},
+		{func(h *Handler) { h.Audiences = []string{""} }, "audiences: an empty value"},
+		{func(h *Handler) { h.Issuers = []string{"x", ""} }, "issuers: an empty value"},
+		{func(h *Handler) { l := caddy.Duration(-1); h.Leeway = &l }, "leeway: must be between"},
 		{func(h *Handler) { h.Scopes = map[string][]string{"read": {"a"}} }, `scopes: unknown operation "read"`},
 		{func(h *Handler) { h.Scopes = map[string][]string{"list": {}} }, "scopes: list needs at least one scope"},
 		{func(h *Handler) { h.Scopes = map[string][]string{"list": {"a b"}} }, `scopes: list: "a b" is not a scope`},

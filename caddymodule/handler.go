@@ -197,7 +197,13 @@ func (h *Handler) authenticate(r *http.Request) (token string, fromQuery bool, c
 		}
 		return "", false, nil, pce.ErrInternal
 	}
-	if !claims.Valid(time.Now()) {
+	if claims.UserIgnored {
+		h.userWarning.Do(func() {
+			h.logger.Warn("voipnow_pce: the user claim is neither a string nor a number in the introspection answers: such tokens have no user (they may use @me, never a numeric userId); check user_claim (a dotted path such as ext.uid reaches into objects)",
+				zap.String("user_claim", h.UserClaim))
+		})
+	}
+	if !claims.ValidFor(time.Now(), &h.checks) {
 		return "", false, nil, authError(true)
 	}
 	return token, fromQuery, claims, nil

@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"net/url"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
@@ -34,6 +35,7 @@ const (
 	defaultMaxTTL               = 5 * time.Minute
 	defaultNegativeTTL          = 10 * time.Second
 	defaultSkew                 = 5 * time.Second
+	defaultLeeway               = 5 * time.Second
 	defaultCacheSize            = 100_000
 	defaultRedisTimeout         = 100 * time.Millisecond
 	defaultKeyPrefix            = "voipnow_pce:"
@@ -75,9 +77,21 @@ type Handler struct {
 	// AdminScopes let a token act for any numeric userId (the
 	// Organization and global contexts): one of them is enough. Default: none.
 	AdminScopes []string `json:"admin_scopes,omitempty"`
-	// UserClaim is the introspection claim that holds the token's User-Id.
-	// Default: "sub".
+	// UserClaim is the introspection claim that holds the token's User-Id:
+	// a top-level member, or, when no member has that exact name, a dotted
+	// path into nested objects (ext.uid). A claim that is neither a string
+	// nor a number means "no user". Default: "sub".
 	UserClaim string `json:"user_claim,omitempty"`
+	// Audiences: when set, a token's aud (a string or an array) must
+	// contain one of them. Default: none (aud not checked).
+	Audiences []string `json:"audiences,omitempty"`
+	// Issuers: when set, a token's iss must equal one of them. Default:
+	// none (iss not checked).
+	Issuers []string `json:"issuers,omitempty"`
+	// Leeway is how far in the future a token's nbf and iat may be (the
+	// identity provider's clock may run ahead); never applied to exp.
+	// Default: 5s (0 is allowed: no leeway).
+	Leeway *caddy.Duration `json:"leeway,omitempty"`
 
 	// BasePath is the API's base path. Default: "/uapi".
 	BasePath string `json:"base_path,omitempty"`
@@ -118,6 +132,8 @@ type Handler struct {
 	KeySecret string `json:"key_secret,omitempty"`
 
 	resource     *pce.Resource
+	checks       introspect.Checks
+	userWarning  *sync.Once
 	router       *pce.Router
 	policy       pce.Policy
 	payloadRules pce.PayloadRules
@@ -178,6 +194,8 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	}
 	h.router = router
 	h.resource = pce.NewResource(router, owned)
+	h.checks = introspect.Checks{Leeway: time.Duration(*h.Leeway), Audiences: h.Audiences, Issuers: h.Issuers}
+	h.userWarning = new(sync.Once)
 	h.policy = pce.Policy{RequiredScopes: h.RequiredScopes, AdminScopes: h.AdminScopes}
 	for name, scopes := range h.Scopes {
 		op, _ := pce.ParseOperation(name)
@@ -251,6 +269,10 @@ func (h *Handler) setDefaults() {
 	if h.UserClaim == "" {
 		h.UserClaim = defaultUserClaim
 	}
+	if h.Leeway == nil {
+		d := caddy.Duration(defaultLeeway)
+		h.Leeway = &d
+	}
 	if len(h.EventTypes) == 0 {
 		h.EventTypes = defaultEventTypes
 	}
@@ -314,6 +336,22 @@ func (h *Handler) Validate() error {
 	}
 	if h.IntrospectionTimeout < 0 {
 		bad("introspection_timeout", "must be positive")
+	}
+	if *h.Leeway < 0 || time.Duration(*h.Leeway) > 10*time.Minute {
+		bad("leeway", "must be between 0 and 10m")
+	}
+	for _, list := range []struct {
+		name   string
+		values []string
+	}{{"audiences", h.Audiences}, {"issuers", h.Issuers}} {
+		for _, v := range list.values {
+			if v == "" {
+				bad(list.name, "an empty value matches nothing")
+			}
+		}
+	}
+	if strings.HasPrefix(h.UserClaim, ".") || strings.HasSuffix(h.UserClaim, ".") || strings.Contains(h.UserClaim, "..") {
+		bad("user_claim", "%q: a dotted path needs a name on each side of every dot (ext.uid)", h.UserClaim)
 	}
 	for _, name := range h.Operations {
 		if _, ok := pce.ParseOperation(name); !ok {

@@ -18,7 +18,11 @@ const maxExponent = 64
 // answerFields are the raw members of an introspection answer the client
 // looks at; the rest are skipped.
 type answerFields struct {
-	active, exp, nbf, scope, user, tokenType, tokenUse json.RawMessage
+	active, exp, nbf, iat, aud, iss, scope, user, tokenType, tokenUse json.RawMessage
+	// userRoot is the top-level member a dotted user claim starts with
+	// (ext for ext.uid), when no member has the claim's exact name.
+	userRoot json.RawMessage
+	userSeen bool
 }
 
 // parseAnswer reads an RFC 7662 answer: one JSON object. The error, if any,
@@ -54,13 +58,65 @@ func parseAnswer(body []byte, userClaim string) (*Claims, error) {
 	if c.Nbf, _, err = unixTime(f.nbf); err != nil {
 		return nil, fmt.Errorf(`"nbf": %w`, err)
 	}
+	if c.Iat, _, err = unixTime(f.iat); err != nil {
+		return nil, fmt.Errorf(`"iat": %w`, err)
+	}
 	if c.Scopes, err = scopes(f.scope); err != nil {
 		return nil, fmt.Errorf(`"scope": %w`, err)
 	}
-	if c.User, err = userValue(f.user); err != nil {
-		return nil, fmt.Errorf("%q: %w", userClaim, err)
+	c.Aud, c.Iss = audience(f.aud), stringValue(f.iss)
+	user := f.user
+	if !f.userSeen && f.userRoot != nil {
+		user = nested(f.userRoot, strings.Split(userClaim, ".")[1:])
+	}
+	if c.User, err = userValue(user); err != nil {
+		// A claim of another type (an object, a boolean...) means "no
+		// user", never an outage: the caller says so once.
+		c.User, c.UserIgnored = "", true
 	}
 	return c, nil
+}
+
+// audience reads "aud": a string or an array of strings (others: nil,
+// which matches no audience).
+func audience(raw json.RawMessage) []string {
+	if len(raw) == 0 {
+		return nil
+	}
+	switch raw[0] {
+	case '"':
+		if s := stringValue(raw); s != "" {
+			return []string{s}
+		}
+	case '[':
+		var list []string
+		if json.Unmarshal(raw, &list) == nil {
+			return list
+		}
+	}
+	return nil
+}
+
+// stringValue is raw as a string, "" when it is not one.
+func stringValue(raw json.RawMessage) string {
+	var s string
+	if len(raw) == 0 || raw[0] != '"' || json.Unmarshal(raw, &s) != nil {
+		return ""
+	}
+	return s
+}
+
+// nested follows path through nested objects from raw; nil when a step
+// is missing or not an object.
+func nested(raw json.RawMessage, path []string) json.RawMessage {
+	for _, name := range path {
+		var obj map[string]json.RawMessage
+		if len(raw) == 0 || raw[0] != '{' || json.Unmarshal(raw, &obj) != nil {
+			return nil
+		}
+		raw = obj[name]
+	}
+	return raw
 }
 
 // scanAnswer walks the top-level object and keeps the members of interest.
@@ -77,6 +133,12 @@ func scanAnswer(body []byte, userClaim string) (*answerFields, error) {
 	}
 	f := &answerFields{}
 	var skip json.RawMessage // reused for members nobody reads
+	// A dotted claim (ext.uid) names a path into nested objects when no
+	// member has its exact name.
+	userRoot, _, dotted := strings.Cut(userClaim, ".")
+	if !dotted {
+		userRoot = "\x00" // matches no member
+	}
 	for dec.More() {
 		tok, err := dec.Token()
 		if err != nil {
@@ -91,6 +153,12 @@ func scanAnswer(body []byte, userClaim string) (*answerFields, error) {
 			dst = &f.exp
 		case "nbf":
 			dst = &f.nbf
+		case "iat":
+			dst = &f.iat
+		case "aud":
+			dst = &f.aud
+		case "iss":
+			dst = &f.iss
 		case "scope":
 			dst = &f.scope
 		case "token_type":
@@ -99,6 +167,9 @@ func scanAnswer(body []byte, userClaim string) (*answerFields, error) {
 			dst = &f.tokenUse
 		case userClaim:
 			dst = &f.user
+			f.userSeen = true
+		case userRoot:
+			dst = &f.userRoot
 		default:
 			dst = &skip
 		}
@@ -108,6 +179,10 @@ func scanAnswer(body []byte, userClaim string) (*answerFields, error) {
 		if key == userClaim && dst != &f.user {
 			// The user claim is one of the members above (odd, but allowed).
 			f.user = append(json.RawMessage(nil), *dst...)
+			f.userSeen = true
+		}
+		if key == userRoot && dst != &f.userRoot {
+			f.userRoot = append(json.RawMessage(nil), *dst...)
 		}
 	}
 	if _, err := dec.Token(); err != nil { // the closing '}'

@@ -21,22 +21,60 @@ type Claims struct {
 	Nbf int64 `json:"nbf,omitempty"`
 	// Scopes are the token's scopes ("scope", space-separated, split).
 	Scopes []string `json:"scope,omitempty"`
+	// Iat is the "iat" member in Unix seconds; 0 when the endpoint gave none.
+	Iat int64 `json:"iat,omitempty"`
+	// Aud is the "aud" member: a string or an array of strings; nil when
+	// absent or of another type.
+	Aud []string `json:"aud,omitempty"`
+	// Iss is the "iss" member; "" when absent or not a string.
+	Iss string `json:"iss,omitempty"`
 	// User is the value of the configured user claim ("sub" by default),
-	// numbers rendered in decimal; "" when absent.
+	// numbers rendered in decimal; "" when absent or of another type.
 	User string `json:"user,omitempty"`
+	// UserIgnored is set when the user claim was there but neither a
+	// string nor a number (not kept in Redis: the warning it causes is
+	// once per configuration anyway).
+	UserIgnored bool `json:"-"`
+}
+
+// Checks are what a valid token must also satisfy besides being active.
+type Checks struct {
+	// Leeway is how far in the future nbf and iat may be (clocks differ);
+	// it never extends exp.
+	Leeway time.Duration
+	// Audiences: when set, aud must contain one of them.
+	Audiences []string
+	// Issuers: when set, iss must equal one of them.
+	Issuers []string
 }
 
 // Valid reports whether the claims describe a token that may be used at
-// now: active, not expired (when exp is given) and not before nbf.
-func (c *Claims) Valid(now time.Time) bool {
+// now with no further checks (Checks' zero value).
+func (c *Claims) Valid(now time.Time) bool { return c.ValidFor(now, nil) }
+
+// ValidFor reports whether the claims describe a token that may be used at
+// now: active; before exp (when given; no leeway); nbf and iat (when given)
+// not later than now plus the leeway; aud containing one of the audiences
+// and iss one of the issuers, when those are set.
+func (c *Claims) ValidFor(now time.Time, k *Checks) bool {
 	if c == nil || !c.Active {
 		return false
+	}
+	if k == nil {
+		k = &Checks{}
 	}
 	sec := now.Unix()
 	if c.Exp != 0 && sec >= c.Exp {
 		return false
 	}
-	if c.Nbf != 0 && sec < c.Nbf {
+	late := now.Add(k.Leeway).Unix()
+	if c.Nbf != 0 && late < c.Nbf || c.Iat != 0 && late < c.Iat {
+		return false
+	}
+	if len(k.Audiences) > 0 && !slices.ContainsFunc(c.Aud, func(a string) bool { return slices.Contains(k.Audiences, a) }) {
+		return false
+	}
+	if len(k.Issuers) > 0 && !slices.Contains(k.Issuers, c.Iss) {
 		return false
 	}
 	return true

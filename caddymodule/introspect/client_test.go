@@ -138,6 +138,25 @@ func TestAnswers(t *testing.T) {
 		{"exp zero is expired", `{"active":true,"exp":0}`, "", Claims{}},
 		{"exp null is absent", `{"active":true,"exp":null}`, "", Claims{Active: true}},
 		{"duplicate keeps last", `{"active":false,"active":true}`, "", Claims{Active: true}},
+		// A user claim of another type is "no user", said once, never 503.
+		{"sub object", `{"active":true,"sub":{"id":1}}`, "", Claims{Active: true, UserIgnored: true}},
+		{"sub bool", `{"active":true,"sub":true}`, "", Claims{Active: true, UserIgnored: true}},
+		{"sub huge exponent", `{"active":true,"sub":1e999999999}`, "", Claims{Active: true, UserIgnored: true}},
+		{"claim ext object", `{"active":true,"ext":{"uid":42}}`, "ext", Claims{Active: true, UserIgnored: true}},
+		// A dotted claim is a path into nested objects (Ory Hydra's ext).
+		{"ext.uid", `{"active":true,"sub":"abc","ext":{"uid":42}}`, "ext.uid", Claims{Active: true, User: "42"}},
+		{"ext.uid string", `{"active":true,"ext":{"uid":"0042","x":1}}`, "ext.uid", Claims{Active: true, User: "0042"}},
+		{"ext.a.b", `{"active":true,"ext":{"a":{"b":"7"}}}`, "ext.a.b", Claims{Active: true, User: "7"}},
+		{"ext.uid missing", `{"active":true,"ext":{"id":42}}`, "ext.uid", Claims{Active: true}},
+		{"ext not object", `{"active":true,"ext":"42"}`, "ext.uid", Claims{Active: true}},
+		{"ext.uid object", `{"active":true,"ext":{"uid":{"n":1}}}`, "ext.uid", Claims{Active: true, UserIgnored: true}},
+		{"exact dotted name wins", `{"active":true,"ext.uid":"9","ext":{"uid":42}}`, "ext.uid", Claims{Active: true, User: "9"}},
+		{"exact dotted name after", `{"active":true,"ext":{"uid":42},"ext.uid":"9"}`, "ext.uid", Claims{Active: true, User: "9"}},
+		// aud, iss, iat.
+		{"aud string", `{"active":true,"aud":"https://uapi.example","iss":"https://idp.example","iat":1600000000}`, "",
+			Claims{Active: true, Aud: []string{"https://uapi.example"}, Iss: "https://idp.example", Iat: 1600000000}},
+		{"aud array", `{"active":true,"aud":["a","b"]}`, "", Claims{Active: true, Aud: []string{"a", "b"}}},
+		{"aud number", `{"active":true,"aud":5,"iss":7}`, "", Claims{Active: true}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -148,7 +167,8 @@ func TestAnswers(t *testing.T) {
 				t.Fatalf("Introspect: %v", err)
 			}
 			if got.Active != tt.want.Active || got.Exp != tt.want.Exp || got.Nbf != tt.want.Nbf ||
-				got.User != tt.want.User || !slices.Equal(got.Scopes, tt.want.Scopes) {
+				got.User != tt.want.User || !slices.Equal(got.Scopes, tt.want.Scopes) || got.Iat != tt.want.Iat ||
+				!slices.Equal(got.Aud, tt.want.Aud) || got.Iss != tt.want.Iss || got.UserIgnored != tt.want.UserIgnored {
 				t.Errorf("got %+v, want %+v", *got, tt.want)
 			}
 		})
@@ -194,8 +214,7 @@ func TestMalformedAndFailures(t *testing.T) {
 		{"nbf bool", 200, `{"active":true,"nbf":true}`},
 		{"scope number", 200, `{"active":true,"scope":5}`},
 		{"scope mixed array", 200, `{"active":true,"scope":["a",1]}`},
-		{"sub object", 200, `{"active":true,"sub":{"id":1}}`},
-		{"sub huge exponent", 200, `{"active":true,"sub":1e999999999}`},
+		{"iat string", 200, `{"active":true,"iat":"now"}`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -336,5 +355,41 @@ func TestPlainDecimal(t *testing.T) {
 		if err != nil || got != want {
 			t.Errorf("plainDecimal(%q) = %q, %v; want %q", in, got, err, want)
 		}
+	}
+}
+
+// ValidFor: exp without leeway, nbf and iat with it, aud and iss when set.
+func TestValidFor(t *testing.T) {
+	now := time.Unix(1_800_000_000, 0)
+	k := &Checks{Leeway: 5 * time.Second, Audiences: []string{"https://uapi.example"}, Issuers: []string{"https://idp.example"}}
+	good := Claims{Active: true, Exp: now.Unix() + 60, Aud: []string{"other", "https://uapi.example"}, Iss: "https://idp.example"}
+	for _, tc := range []struct {
+		name   string
+		change func(*Claims)
+		want   bool
+	}{
+		{"good", func(*Claims) {}, true},
+		{"inactive", func(c *Claims) { c.Active = false }, false},
+		{"exp now", func(c *Claims) { c.Exp = now.Unix() }, false},
+		{"exp in 1s", func(c *Claims) { c.Exp = now.Unix() + 1 }, true},
+		{"nbf within leeway", func(c *Claims) { c.Nbf = now.Unix() + 5 }, true},
+		{"nbf beyond leeway", func(c *Claims) { c.Nbf = now.Unix() + 6 }, false},
+		{"iat within leeway", func(c *Claims) { c.Iat = now.Unix() + 2 }, true},
+		{"iat beyond leeway", func(c *Claims) { c.Iat = now.Unix() + 60 }, false},
+		{"other audience", func(c *Claims) { c.Aud = []string{"https://billing.example"} }, false},
+		{"no audience", func(c *Claims) { c.Aud = nil }, false},
+		{"other issuer", func(c *Claims) { c.Iss = "https://evil.example" }, false},
+		{"no issuer", func(c *Claims) { c.Iss = "" }, false},
+	} {
+		c := good
+		tc.change(&c)
+		if got := c.ValidFor(now, k); got != tc.want {
+			t.Errorf("%s: ValidFor = %v, want %v", tc.name, got, tc.want)
+		}
+	}
+	// Without audiences and issuers, and without leeway, as before.
+	c := Claims{Active: true, Nbf: now.Unix() + 1, Aud: []string{"x"}}
+	if c.ValidFor(now, nil) || !c.ValidFor(now, &Checks{Leeway: time.Second}) {
+		t.Error("nbf one second ahead: refused without leeway, accepted with 1s")
 	}
 }
