@@ -48,6 +48,8 @@ type cacheIdentity struct {
 	ClientID     string        `json:"client_id"`
 	SecretHash   string        `json:"secret_hash"`
 	UserClaim    string        `json:"user_claim"`
+	ClientAuth   string        `json:"client_auth"`
+	TLSHash      string        `json:"tls_hash"`
 	Timeout      time.Duration `json:"timeout"`
 	KeySecret    string        `json:"key_secret_hash"`
 	MaxTTL       time.Duration `json:"max_ttl"`
@@ -86,6 +88,8 @@ func loadSharedCache(ctx caddy.Context, h *Handler, client *introspect.Client, r
 		ClientID:     clientID,
 		SecretHash:   hashOf(repl.ReplaceKnown(h.ClientSecret, "")),
 		UserClaim:    h.UserClaim,
+		ClientAuth:   h.ClientAuth,
+		TLSHash:      h.tlsDigest,
 		Timeout:      time.Duration(h.IntrospectionTimeout),
 		KeySecret:    hashOf(keySecret),
 		MaxTTL:       time.Duration(h.MaxTTL),

@@ -25,6 +25,11 @@ func init() {
 //	    client_id             <id>
 //	    client_secret         <secret>
 //	    introspection_timeout <duration>
+//	    client_auth           client_secret_basic | client_secret_post
+//	    introspection_tls {
+//	        ca          <file>
+//	        client_cert <cert file> <key file>
+//	    }
 //	    operations            <list|create|update|delete...>
 //	    required_scopes       <scope...>
 //	    scopes {
@@ -83,6 +88,10 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			err = oneString(d, &h.ClientSecret)
 		case "introspection_timeout":
 			err = oneDuration(d, &h.IntrospectionTimeout)
+		case "client_auth":
+			err = oneString(d, &h.ClientAuth)
+		case "introspection_tls":
+			err = h.unmarshalIntrospectionTLS(d)
 		case "operations":
 			err = someStrings(d, &h.Operations)
 		case "required_scopes":
@@ -146,6 +155,33 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			return err
 		}
 	}
+	return nil
+}
+
+// unmarshalIntrospectionTLS reads:
+// introspection_tls { ca <file>; client_cert <cert file> <key file> }.
+func (h *Handler) unmarshalIntrospectionTLS(d *caddyfile.Dispenser) error {
+	if d.NextArg() {
+		return d.Errf("voipnow_pce: introspection_tls takes a block: introspection_tls { ca <file>; client_cert <cert> <key> }")
+	}
+	it := &IntrospectionTLS{}
+	for nesting := d.Nesting(); d.NextBlock(nesting); {
+		switch d.Val() {
+		case "ca":
+			if err := oneString(d, &it.CA); err != nil {
+				return err
+			}
+		case "client_cert":
+			args := d.RemainingArgs()
+			if len(args) != 2 {
+				return d.Errf("voipnow_pce: introspection_tls: client_cert needs the certificate and the key files")
+			}
+			it.ClientCert, it.ClientKey = args[0], args[1]
+		default:
+			return d.Errf("unrecognized voipnow_pce introspection_tls subdirective '%s'", d.Val())
+		}
+	}
+	h.IntrospectionTLS = it
 	return nil
 }
 

@@ -64,7 +64,7 @@ func (h *Handler) serveOwned(w http.ResponseWriter, r *http.Request, next caddyh
 	}()
 
 	// 1. Authenticate.
-	token, fromQuery, claims, authErr := h.authenticate(r)
+	token, fromQuery, claims, authErr := h.authenticate(tw, r)
 	if authErr != nil {
 		return h.reject(tw, m.Op, authErr)
 	}
@@ -172,7 +172,7 @@ func plainRequest(r *http.Request, method string) {
 // authenticate finds the token and looks it up. A failure is the
 // documented error: 401 for a missing or bad token, 503 when the
 // introspection endpoint gives no answer.
-func (h *Handler) authenticate(r *http.Request) (token string, fromQuery bool, claims *introspect.Claims, e *pce.Error) {
+func (h *Handler) authenticate(w http.ResponseWriter, r *http.Request) (token string, fromQuery bool, claims *introspect.Claims, e *pce.Error) {
 	var queryTokens []string
 	if pce.MayHoldToken(r.URL.RawQuery) {
 		queryTokens = pce.QueryTokens(r.URL.RawQuery)
@@ -193,6 +193,10 @@ func (h *Handler) authenticate(r *http.Request) (token string, fromQuery bool, c
 			c.Write(zap.String("token_fingerprint", h.shared.cache.Fingerprint(token)), zap.Error(err))
 		}
 		if errors.Is(err, introspect.ErrUnavailable) {
+			if d, ok := introspect.RetryAfter(err); ok {
+				// The endpoint's own delay, in whole seconds, at least 1.
+				w.Header().Set("Retry-After", strconv.FormatInt(max(1, int64((d+time.Second-1)/time.Second)), 10))
+			}
 			return "", false, nil, pce.ErrServiceUnavailable
 		}
 		return "", false, nil, pce.ErrInternal
@@ -325,7 +329,9 @@ func (h *Handler) writeError(w http.ResponseWriter, e *pce.Error) {
 	case pce.ErrInvalidToken:
 		hdr.Set("WWW-Authenticate", challengeInvalidToken)
 	case pce.ErrServiceUnavailable:
-		hdr.Set("Retry-After", defaultRetryAfter)
+		if hdr.Get("Retry-After") == "" {
+			hdr.Set("Retry-After", defaultRetryAfter)
+		}
 	}
 	w.WriteHeader(e.Status)
 	_, _ = w.Write(e.Body())

@@ -1,9 +1,15 @@
 package caddymodule
 
 import (
+	"fmt"
 	"net/http"
+	"path/filepath"
 	"testing"
 	"time"
+
+	"github.com/caddyserver/caddy/v2/caddytest"
+
+	"github.com/voipnow-pce/caddy-voipnow-pce/internal/testservers"
 )
 
 // audiences, issuers, leeway and a dotted user_claim, through Caddy, with
@@ -55,4 +61,64 @@ func TestIdentityDefaults(t *testing.T) {
 	s.idp.Set("ahead", map[string]any{"active": true, "scope": "uapi", "sub": "1", "exp": now + 3600, "nbf": now + 2})
 	s.expectForwarded(s.put(pagePath, "billing", `{}`))
 	s.expectError(s.put(pagePath, "ahead", `{}`), http.StatusUnauthorized, "access_denied")
+}
+
+// The endpoint answering 429 with Retry-After: the gateway's 503 carries
+// that delay; without one, the default.
+func TestIntrospectionBusy(t *testing.T) {
+	s := newStack(t, "")
+	grantAll(s)
+	s.idp.Mode.Store(testservers.Busy)
+	res := s.put(pagePath, goodToken, `{}`)
+	s.expectError(res, http.StatusServiceUnavailable, "service_unavailable")
+	if got := res.Header.Get("Retry-After"); got != "17" {
+		t.Errorf("Retry-After %q, want the endpoint's 17", got)
+	}
+	s.idp.Mode.Store(testservers.Fail)
+	res = s.put(pagePath, userToken, `{}`)
+	s.expectError(res, http.StatusServiceUnavailable, "service_unavailable")
+	if got := res.Header.Get("Retry-After"); got != defaultRetryAfter {
+		t.Errorf("Retry-After %q, want the default %s", got, defaultRetryAfter)
+	}
+}
+
+// introspection_tls and client_auth through Caddy: a private CA, a client
+// certificate the endpoint requires, the secret in the form.
+func TestIntrospectionTLSThroughCaddy(t *testing.T) {
+	ca := testservers.NewCA(t, "idp-ca")
+	server, client := ca.Issue(t, "idp"), ca.Issue(t, "gateway")
+	dir := t.TempDir()
+	caFile := testservers.WriteFile(t, dir, "ca.pem", ca.PEM)
+	certFile := testservers.WriteFile(t, dir, "gw.pem", client.CertPEM)
+	// Not *.key or *.crt: caddytest rewrites such paths in a config.
+	keyFile := testservers.WriteFile(t, dir, "gw-key.pem", client.KeyPEM)
+	idp := testservers.NewTLSIdP(t, server.TLS, ca.Pool())
+	idp.Grant(goodToken, "uapi", "1001")
+	backend := testservers.NewBackend(t)
+	for _, auth := range []string{"client_secret_basic", "client_secret_post"} {
+		port := freePort(t)
+		s := &stack{t: t, idp: idp, backend: backend, base: fmt.Sprintf("http://127.0.0.1:%d", port)}
+		s.tester = newTesterFor(t, gatewayConfig(port, idp.URL(), backend.Addr,
+			"client_auth "+auth+"\n\t\tintrospection_tls {\n\t\t\tca "+caFile+"\n\t\t\tclient_cert "+certFile+" "+keyFile+"\n\t\t}"))
+		s.expectForwarded(s.put(pagePath, goodToken, `{}`))
+	}
+	// Without the client certificate the endpoint refuses the handshake:
+	// no answer, 503.
+	port := freePort(t)
+	s := &stack{t: t, idp: idp, backend: backend, base: fmt.Sprintf("http://127.0.0.1:%d", port)}
+	s.tester = newTesterFor(t, gatewayConfig(port, idp.URL(), backend.Addr, "introspection_tls {\n\t\t\tca "+caFile+"\n\t\t}"))
+	s.expectError(s.put(pagePath, userToken, `{}`), http.StatusServiceUnavailable, "service_unavailable")
+
+	// The files are read at load; a wrong one is refused, naming the subdirective.
+	notPEM := testservers.WriteFile(t, dir, "junk.pem", []byte("not a certificate"))
+	for _, tc := range []struct{ block, want string }{
+		{"introspection_tls {\n\t\t\tca " + filepath.Join(dir, "missing.pem") + "\n\t\t}", "introspection_tls: ca:"},
+		{"introspection_tls {\n\t\t\tca " + notPEM + "\n\t\t}", "introspection_tls: ca: no PEM certificate"},
+		{"introspection_tls {\n\t\t\tclient_cert " + certFile + " " + caFile + "\n\t\t}", "introspection_tls: client_cert:"},
+		{"client_auth private_key_jwt", "client_auth"},
+	} {
+		caddytest.AssertLoadError(t, gatewayConfig(freePort(t), idp.URL(), backend.Addr, tc.block), "caddyfile", tc.want)
+	}
+	caddytest.AssertLoadError(t, gatewayConfig(freePort(t), "http://127.0.0.1:1/introspect", backend.Addr,
+		"introspection_tls {\n\t\t\tca "+caFile+"\n\t\t}"), "caddyfile", "introspection_tls: needs an https introspection_url")
 }

@@ -6,9 +6,12 @@
 package caddymodule
 
 import (
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"net/url"
+	"os"
 	"strings"
 	"sync"
 	"time"
@@ -63,6 +66,13 @@ type Handler struct {
 	ClientSecret string `json:"client_secret,omitempty"`
 	// IntrospectionTimeout bounds one introspection call. Default: 2s.
 	IntrospectionTimeout caddy.Duration `json:"introspection_timeout,omitempty"`
+	// ClientAuth is how the gateway authenticates to the endpoint:
+	// client_secret_basic (the default) or client_secret_post.
+	ClientAuth string `json:"client_auth,omitempty"`
+	// IntrospectionTLS: a private CA for the endpoint's certificate and a
+	// client certificate (mutual TLS). Default: the system's roots, no
+	// client certificate.
+	IntrospectionTLS *IntrospectionTLS `json:"introspection_tls,omitempty"`
 
 	// Operations are the operations of the resource the gateway owns:
 	// list, create, update, delete. Requests for the others pass through
@@ -132,6 +142,7 @@ type Handler struct {
 	KeySecret string `json:"key_secret,omitempty"`
 
 	resource     *pce.Resource
+	tlsDigest    string
 	checks       introspect.Checks
 	userWarning  *sync.Once
 	router       *pce.Router
@@ -142,6 +153,52 @@ type Handler struct {
 	shared       *sharedCache
 	sharedKey    string
 	logger       *zap.Logger
+}
+
+// IntrospectionTLS is the TLS of the calls to the introspection endpoint.
+// The files are read when the configuration is loaded.
+type IntrospectionTLS struct {
+	// CA is a PEM file of the CA certificates that the endpoint's
+	// certificate must chain to (instead of the system's roots).
+	CA string `json:"ca,omitempty"`
+	// ClientCert and ClientKey are PEM files of the gateway's certificate
+	// and key, presented to the endpoint (mutual TLS, RFC 8705).
+	ClientCert string `json:"client_cert,omitempty"`
+	ClientKey  string `json:"client_key,omitempty"`
+}
+
+// tlsConfig reads the files and makes the client's TLS configuration; an
+// error names the subdirective.
+func (it *IntrospectionTLS) tlsConfig() (*tls.Config, string, error) {
+	if it == nil {
+		return nil, "", nil
+	}
+	cfg := &tls.Config{MinVersion: tls.VersionTLS12}
+	var digest []string
+	if it.CA != "" {
+		pemData, err := os.ReadFile(it.CA)
+		if err != nil {
+			return nil, "", fmt.Errorf("introspection_tls: ca: %w", err)
+		}
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM(pemData) {
+			return nil, "", fmt.Errorf("introspection_tls: ca: no PEM certificate in %s", it.CA)
+		}
+		cfg.RootCAs = pool
+		digest = append(digest, string(pemData))
+	}
+	if (it.ClientCert == "") != (it.ClientKey == "") {
+		return nil, "", errors.New("introspection_tls: client_cert: give the certificate and the key files")
+	}
+	if it.ClientCert != "" {
+		cert, err := tls.LoadX509KeyPair(it.ClientCert, it.ClientKey)
+		if err != nil {
+			return nil, "", fmt.Errorf("introspection_tls: client_cert: %w", err)
+		}
+		cfg.Certificates = []tls.Certificate{cert}
+		digest = append(digest, string(cert.Certificate[0]))
+	}
+	return cfg, hashOf(digest...), nil
 }
 
 // CacheConfig selects the shared cache tier.
@@ -235,10 +292,20 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 			return fmt.Errorf("voipnow_pce: cache: a Redis URL resolves to an empty value (is its environment variable set?)")
 		}
 	}
+	tlsCfg, tlsDigest, err := h.IntrospectionTLS.tlsConfig()
+	if err != nil {
+		return fmt.Errorf("voipnow_pce: %w", err)
+	}
+	if tlsCfg != nil && !strings.HasPrefix(endpoint, "https://") {
+		return fmt.Errorf("voipnow_pce: introspection_tls: needs an https introspection_url")
+	}
+	h.tlsDigest = tlsDigest
 	client, err := introspect.NewClient(introspect.Config{
 		Endpoint:     endpoint,
 		ClientID:     clientID,
 		ClientSecret: secret,
+		AuthMethod:   h.ClientAuth,
+		TLS:          tlsCfg,
 		UserClaim:    h.UserClaim,
 		Timeout:      time.Duration(h.IntrospectionTimeout),
 	})
@@ -332,7 +399,20 @@ func (h *Handler) Validate() error {
 		bad("client_id", "is required")
 	}
 	if h.ClientSecret == "" {
-		bad("client_secret", "is required (introspection uses client_secret_basic)")
+		bad("client_secret", "is required (introspection uses client_secret_basic or client_secret_post)")
+	}
+	switch h.ClientAuth {
+	case "", introspect.ClientSecretBasic, introspect.ClientSecretPost:
+	default:
+		bad("client_auth", "%q: use client_secret_basic or client_secret_post", h.ClientAuth)
+	}
+	if it := h.IntrospectionTLS; it != nil {
+		if it.CA == "" && it.ClientCert == "" {
+			bad("introspection_tls", "give ca, client_cert or both")
+		}
+		if (it.ClientCert == "") != (it.ClientKey == "") {
+			bad("introspection_tls", "client_cert needs the certificate and the key files")
+		}
 	}
 	if h.IntrospectionTimeout < 0 {
 		bad("introspection_timeout", "must be positive")

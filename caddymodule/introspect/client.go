@@ -2,11 +2,13 @@ package introspect
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
 	"net/http"
 	"net/url"
+	"strconv"
 	"strings"
 	"time"
 )
@@ -46,9 +48,45 @@ type Config struct {
 	// Timeout bounds each call, on top of the caller's context; 2s when
 	// zero or negative.
 	Timeout time.Duration
+	// AuthMethod is how the gateway authenticates to the endpoint:
+	// "client_secret_basic" (the default, when empty) or
+	// "client_secret_post" (RFC 6749 section 2.3.1).
+	AuthMethod string
+	// TLS, when set, is the TLS configuration of the default transport (a
+	// private CA in RootCAs, a client certificate for mutual TLS).
+	TLS *tls.Config
 	// Transport, when set, carries the requests; by default a clone of
 	// http.DefaultTransport with a larger idle pool per host.
 	Transport http.RoundTripper
+}
+
+// The client authentication methods of RFC 6749 section 2.3.1.
+const (
+	ClientSecretBasic = "client_secret_basic"
+	ClientSecretPost  = "client_secret_post"
+)
+
+// maxRetryAfter bounds the Retry-After the endpoint may impose.
+const maxRetryAfter = time.Hour
+
+// RetryAfterError is wrapped, beside ErrUnavailable, when the endpoint
+// answered 429 or 5xx with a Retry-After header.
+type RetryAfterError struct {
+	// After is the delay it asked for, at most an hour.
+	After time.Duration
+}
+
+func (e *RetryAfterError) Error() string {
+	return fmt.Sprintf("the endpoint asks to retry after %s", e.After)
+}
+
+// RetryAfter returns the delay the endpoint asked for in err, if any.
+func RetryAfter(err error) (time.Duration, bool) {
+	var ra *RetryAfterError
+	if errors.As(err, &ra) {
+		return ra.After, true
+	}
+	return 0, false
 }
 
 // Client is an RFC 7662 introspection client. It is safe for concurrent
@@ -56,7 +94,8 @@ type Config struct {
 type Client struct {
 	endpoint  string // as configured, for requests
 	display   string // scheme://host/path, for error messages
-	authz     string // the precomputed Authorization header value
+	authz     string // the precomputed Authorization header value (basic)
+	postAuth  string // the precomputed client_id and client_secret pairs (post)
 	userClaim string
 	timeout   time.Duration
 	http      *http.Client
@@ -90,9 +129,19 @@ func NewClient(cfg Config) (*Client, error) {
 	c := &Client{
 		endpoint:  u.String(),
 		display:   u.Scheme + "://" + u.Host + u.EscapedPath(),
-		authz:     basicAuth(cfg.ClientID, cfg.ClientSecret),
 		userClaim: cfg.UserClaim,
 		timeout:   cfg.Timeout,
+	}
+	switch cfg.AuthMethod {
+	case "", ClientSecretBasic:
+		c.authz = basicAuth(cfg.ClientID, cfg.ClientSecret)
+	case ClientSecretPost:
+		c.postAuth = "&client_id=" + url.QueryEscape(cfg.ClientID) + "&client_secret=" + url.QueryEscape(cfg.ClientSecret)
+	default:
+		return nil, fmt.Errorf("client authentication %q: use %s or %s", cfg.AuthMethod, ClientSecretBasic, ClientSecretPost)
+	}
+	if cfg.TLS != nil && u.Scheme != "https" {
+		return nil, fmt.Errorf("introspection endpoint %q: TLS settings need an https URL", cfg.Endpoint)
 	}
 	if c.userClaim == "" {
 		c.userClaim = DefaultUserClaim
@@ -102,7 +151,11 @@ func NewClient(cfg Config) (*Client, error) {
 	}
 	rt := cfg.Transport
 	if rt == nil {
-		rt = defaultTransport()
+		t := defaultTransport()
+		if cfg.TLS != nil {
+			t.TLSClientConfig = cfg.TLS.Clone()
+		}
+		rt = t
 	}
 	c.http = &http.Client{
 		Transport: rt,
@@ -114,7 +167,7 @@ func NewClient(cfg Config) (*Client, error) {
 }
 
 // defaultTransport clones http.DefaultTransport with a larger idle pool.
-func defaultTransport() http.RoundTripper {
+func defaultTransport() *http.Transport {
 	base, ok := http.DefaultTransport.(*http.Transport)
 	if !ok {
 		return &http.Transport{Proxy: http.ProxyFromEnvironment, MaxIdleConnsPerHost: maxIdlePerHost}
@@ -147,14 +200,16 @@ func (c *Client) Introspect(ctx context.Context, token string) (*Claims, error) 
 	ctx, cancel := context.WithTimeout(ctx, c.timeout)
 	defer cancel()
 
-	form := "token=" + url.QueryEscape(token) + "&token_type_hint=access_token"
+	form := "token=" + url.QueryEscape(token) + "&token_type_hint=access_token" + c.postAuth
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, c.endpoint, strings.NewReader(form))
 	if err != nil {
 		return nil, fmt.Errorf("%w: building request for %s", ErrUnavailable, c.display)
 	}
 	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
 	req.Header.Set("Accept", "application/json")
-	req.Header.Set("Authorization", c.authz)
+	if c.authz != "" {
+		req.Header.Set("Authorization", c.authz)
+	}
 
 	resp, err := c.http.Do(req)
 	if err != nil {
@@ -162,6 +217,14 @@ func (c *Client) Introspect(ctx context.Context, token string) (*Claims, error) 
 	}
 	defer closeBody(resp.Body)
 
+	if resp.StatusCode == http.StatusTooManyRequests || resp.StatusCode >= 500 {
+		// The endpoint is overloaded or down: an outage, with the delay it
+		// asks for when it says one.
+		if d, ok := retryAfter(resp.Header.Get("Retry-After"), time.Now()); ok {
+			return nil, fmt.Errorf("%w: POST %s: status %d: %w", ErrUnavailable, c.display, resp.StatusCode, &RetryAfterError{After: d})
+		}
+		return nil, fmt.Errorf("%w: POST %s: status %d", ErrUnavailable, c.display, resp.StatusCode)
+	}
 	if resp.StatusCode >= 400 && resp.StatusCode < 500 {
 		return nil, fmt.Errorf("%w: %w: POST %s: status %d", ErrUnavailable, ErrRefused, c.display, resp.StatusCode)
 	}
@@ -204,4 +267,25 @@ func transportCause(err error) error {
 func closeBody(b io.ReadCloser) {
 	_, _ = io.Copy(io.Discard, io.LimitReader(b, maxDrain))
 	_ = b.Close()
+}
+
+// retryAfter reads a Retry-After value (RFC 9110 section 10.2.3): delay
+// seconds or an HTTP date, at most maxRetryAfter; a date in the past is
+// no delay the gateway can use.
+func retryAfter(v string, now time.Time) (time.Duration, bool) {
+	v = strings.TrimSpace(v)
+	if v == "" {
+		return 0, false
+	}
+	if n, err := strconv.ParseInt(v, 10, 64); err == nil {
+		if n < 0 {
+			return 0, false
+		}
+		return min(time.Duration(min(n, int64(maxRetryAfter/time.Second)))*time.Second, maxRetryAfter), true
+	}
+	t, err := http.ParseTime(v)
+	if err != nil || !t.After(now) {
+		return 0, false
+	}
+	return min(t.Sub(now).Round(time.Second), maxRetryAfter), true
 }

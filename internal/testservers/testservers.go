@@ -5,8 +5,11 @@
 package testservers
 
 import (
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/json"
 	"io"
+	"log"
 	"net"
 	"net/http"
 	"sync"
@@ -51,6 +54,7 @@ const (
 	Answer int32 = iota // answer as set
 	Fail                // answer 500
 	Hang                // answer nothing until the test ends
+	Busy                // answer 429 with Retry-After: 17
 )
 
 // IdP is a real RFC 7662 endpoint on loopback that counts its calls.
@@ -59,6 +63,7 @@ type IdP struct {
 	Calls atomic.Int64
 	Mode  atomic.Int32
 
+	tls     bool
 	mu      sync.Mutex
 	answers map[string]map[string]any
 	release chan struct{}
@@ -72,8 +77,34 @@ func NewIdP(t testing.TB) *IdP {
 	return idp
 }
 
+// NewTLSIdP starts an IdP for the test that speaks TLS with cert; with
+// clientCAs set it requires a client certificate from them.
+func NewTLSIdP(t testing.TB, cert tls.Certificate, clientCAs *x509.CertPool) *IdP {
+	idp := &IdP{answers: map[string]map[string]any{}, release: make(chan struct{}), tls: true}
+	t.Cleanup(func() { close(idp.release) })
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := &tls.Config{Certificates: []tls.Certificate{cert}}
+	if clientCAs != nil {
+		cfg.ClientAuth, cfg.ClientCAs = tls.RequireAndVerifyClientCert, clientCAs
+	}
+	srv := &http.Server{Handler: http.HandlerFunc(idp.serveHTTP), ReadHeaderTimeout: 5 * time.Second, TLSConfig: cfg,
+		ErrorLog: log.New(io.Discard, "", 0)}
+	go func() { _ = srv.ServeTLS(l, "", "") }()
+	t.Cleanup(func() { _ = srv.Close() })
+	idp.Addr = l.Addr().String()
+	return idp
+}
+
 // URL is the introspection endpoint.
-func (idp *IdP) URL() string { return "http://" + idp.Addr + "/introspect" }
+func (idp *IdP) URL() string {
+	if idp.tls {
+		return "https://" + idp.Addr + "/introspect"
+	}
+	return "http://" + idp.Addr + "/introspect"
+}
 
 // Grant makes token active with scope and sub for an hour.
 func (idp *IdP) Grant(token, scope, sub string) {
@@ -93,6 +124,10 @@ func (idp *IdP) serveHTTP(w http.ResponseWriter, r *http.Request) {
 	case Fail:
 		http.Error(w, "down", http.StatusInternalServerError)
 		return
+	case Busy:
+		w.Header().Set("Retry-After", "17")
+		http.Error(w, `{"error":"slow_down"}`, http.StatusTooManyRequests)
+		return
 	case Hang:
 		select {
 		case <-idp.release:
@@ -101,6 +136,11 @@ func (idp *IdP) serveHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	id, secret, ok := r.BasicAuth()
+	if !ok && r.Header.Get("Authorization") == "" {
+		// client_secret_post
+		_ = r.ParseForm()
+		id, secret, ok = r.PostForm.Get("client_id"), r.PostForm.Get("client_secret"), r.PostForm.Has("client_id")
+	}
 	if r.Method != http.MethodPost || !ok || id != ClientID || secret != ClientSecret {
 		http.Error(w, `{"error":"invalid_client"}`, http.StatusUnauthorized)
 		return
