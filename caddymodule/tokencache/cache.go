@@ -501,6 +501,9 @@ func cloneClaims(c *introspect.Claims) *introspect.Claims {
 	if c.Scopes != nil {
 		cp.Scopes = append([]string(nil), c.Scopes...)
 	}
+	if c.Aud != nil {
+		cp.Aud = append([]string(nil), c.Aud...)
+	}
 	return &cp
 }
 

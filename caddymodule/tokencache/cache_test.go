@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -572,5 +573,27 @@ func TestCallerCancellationDoesNotFailOthers(t *testing.T) {
 	}
 	if n := up.count("tok"); n != 1 {
 		t.Fatalf("upstream calls = %d, want 1", n)
+	}
+}
+
+// What the identity checks read (aud, iss, iat) survives Redis: an
+// instance that finds the answer there checks it as the one that asked.
+func TestRedisKeepsIdentityClaims(t *testing.T) {
+	_, rdb := newRedis(t)
+	up := newUpstream()
+	want := active(time.Hour, time.Now())
+	want.Aud, want.Iss, want.Iat, want.Nbf = []string{"https://uapi.example", "x"}, "https://idp.example", time.Now().Unix(), time.Now().Unix()
+	up.set("tok-ident", want)
+	a := newCache(t, Config{Redis: rdb}, up)
+	b := newCache(t, Config{Redis: rdb, MemoryEntries: -1}, up)
+	if _, err := a.Introspect(context.Background(), "tok-ident"); err != nil {
+		t.Fatal(err)
+	}
+	got, err := b.Introspect(context.Background(), "tok-ident")
+	if err != nil || up.count("tok-ident") != 1 {
+		t.Fatalf("second instance: %v, %d calls", err, up.count("tok-ident"))
+	}
+	if !slices.Equal(got.Aud, want.Aud) || got.Iss != want.Iss || got.Iat != want.Iat || got.Nbf != want.Nbf {
+		t.Errorf("from Redis: %+v, want %+v", *got, want)
 	}
 }
