@@ -51,6 +51,8 @@ type cacheIdentity struct {
 	ClientAuth   string        `json:"client_auth"`
 	TLSHash      string        `json:"tls_hash"`
 	Timeout      time.Duration `json:"timeout"`
+	MaxInFlight  int           `json:"max_introspections"`
+	MissBudget   MissBudget    `json:"miss_budget"`
 	KeySecret    string        `json:"key_secret_hash"`
 	MaxTTL       time.Duration `json:"max_ttl"`
 	NegativeTTL  time.Duration `json:"negative_ttl"`
@@ -62,6 +64,14 @@ type cacheIdentity struct {
 	MasterName   string        `json:"master_name"`
 	RedisTimeout time.Duration `json:"redis_timeout"`
 	KeyPrefix    string        `json:"key_prefix"`
+}
+
+// budgetFor is the miss budget of a configuration; nil when off.
+func budgetFor(mb *MissBudget) *missBudget {
+	if mb.Off {
+		return nil
+	}
+	return newMissBudget(mb.Lookups, time.Duration(mb.Window))
 }
 
 func hashOf(parts ...string) string {
@@ -91,6 +101,8 @@ func loadSharedCache(ctx caddy.Context, h *Handler, client *introspect.Client, r
 		ClientAuth:   h.ClientAuth,
 		TLSHash:      h.tlsDigest,
 		Timeout:      time.Duration(h.IntrospectionTimeout),
+		MaxInFlight:  h.MaxIntrospections,
+		MissBudget:   *h.MissBudget,
 		KeySecret:    hashOf(keySecret),
 		MaxTTL:       time.Duration(h.MaxTTL),
 		NegativeTTL:  time.Duration(h.NegativeTTL),
@@ -132,7 +144,7 @@ func loadSharedCache(ctx caddy.Context, h *Handler, client *introspect.Client, r
 			RedisTimeout:  time.Duration(h.Cache.Timeout),
 			Logger:        logger,
 			Observer:      metricsObserver{},
-		}, client)
+		}, newShield(client, h.MaxIntrospections, budgetFor(h.MissBudget)))
 		if err != nil {
 			if rdb != nil {
 				_ = rdb.Close()

@@ -46,6 +46,8 @@ func init() {
 //	    id_max_length         <n>
 //	    max_body              <size>
 //	    allow_private_urls
+//	    max_introspections    <n>
+//	    miss_budget           <lookups> <window> | off
 //	    cache                 memory | redis <url...> {
 //	        master_name <name>
 //	        timeout     <duration>
@@ -131,6 +133,10 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 				return d.Errf("voipnow_pce: allow_private_urls takes no argument")
 			}
 			h.AllowPrivateURLs = true
+		case "max_introspections":
+			err = oneInt(d, &h.MaxIntrospections, 1)
+		case "miss_budget":
+			err = h.unmarshalMissBudget(d)
 		case "cache":
 			err = h.unmarshalCache(d)
 		case "cache_size":
@@ -182,6 +188,28 @@ func (h *Handler) unmarshalIntrospectionTLS(d *caddyfile.Dispenser) error {
 		}
 	}
 	h.IntrospectionTLS = it
+	return nil
+}
+
+// unmarshalMissBudget reads: miss_budget <lookups> <window> | off.
+func (h *Handler) unmarshalMissBudget(d *caddyfile.Dispenser) error {
+	args := d.RemainingArgs()
+	switch {
+	case len(args) == 1 && args[0] == "off":
+		h.MissBudget = &MissBudget{Off: true}
+		return nil
+	case len(args) != 2:
+		return d.Errf("voipnow_pce: miss_budget: want <lookups> <window> (e.g. 50 1s) or off")
+	}
+	n, err := strconv.Atoi(args[0])
+	if err != nil || n < 1 {
+		return d.Errf("voipnow_pce: miss_budget: '%s' is not a number of lookups of at least 1", args[0])
+	}
+	w, err := caddy.ParseDuration(args[1])
+	if err != nil || w <= 0 {
+		return d.Errf("voipnow_pce: miss_budget: '%s' is not a positive duration", args[1])
+	}
+	h.MissBudget = &MissBudget{Lookups: n, Window: caddy.Duration(w)}
 	return nil
 }
 

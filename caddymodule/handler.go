@@ -182,6 +182,11 @@ func (h *Handler) authenticate(w http.ResponseWriter, r *http.Request) (token st
 		return "", false, nil, authError(given)
 	}
 	claims, err := h.lookup.Introspect(r.Context(), token)
+	if d, over := overBudget(err); over {
+		// Not logged: a flood would flood the log; the metric counts it.
+		w.Header().Set("Retry-After", strconv.FormatInt(max(1, int64((d+time.Second-1)/time.Second)), 10))
+		return "", false, nil, pce.ErrTooManyRequests
+	}
 	if err != nil {
 		// The endpoint refusing the gateway itself (4xx) is a configuration
 		// fault: an error; an endpoint that is down is a warning.

@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"net/http"
 	"path/filepath"
+	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -121,4 +123,104 @@ func TestIntrospectionTLSThroughCaddy(t *testing.T) {
 	}
 	caddytest.AssertLoadError(t, gatewayConfig(freePort(t), "http://127.0.0.1:1/introspect", backend.Addr,
 		"introspection_tls {\n\t\t\tca "+caFile+"\n\t\t}"), "caddyfile", "introspection_tls: needs an https introspection_url")
+}
+
+// shieldConfig is a gateway that takes the client address from
+// X-Forwarded-For (loopback is a trusted proxy), so that one test can
+// speak from many addresses.
+func shieldStack(t *testing.T, extra string) *stack {
+	t.Helper()
+	s := &stack{t: t, idp: testservers.NewIdP(t), backend: testservers.NewBackend(t)}
+	port := freePort(t)
+	s.base = fmt.Sprintf("http://127.0.0.1:%d", port)
+	global := fmt.Sprintf("{\n\tadmin %s\n\tauto_https off\n\tgrace_period 1ns\n\tservers {\n\t\ttrusted_proxies static 127.0.0.0/8\n\t\tclient_ip_headers X-Forwarded-For\n\t}\n}\n", adminAddr)
+	site := siteBlock(port, s.idp.URL(), s.backend.Addr, "required_scopes uapi\n\t\t"+extra)
+	// Calls that hold their slot far longer than a waiter waits for one.
+	site = strings.Replace(site, "introspection_timeout 300ms", "introspection_timeout 3s", 1)
+	s.tester = newTesterFor(t, global+site)
+	return s
+}
+
+// A flood of random tokens from one address reaches the endpoint at most
+// miss_budget times and gets 429s with Retry-After; that address's cached
+// token, and every other address, still get through; hits (negative ones
+// too) never spend the budget.
+func TestMissBudget(t *testing.T) {
+	s := shieldStack(t, "miss_budget 5 1m")
+	s.idp.Grant(goodToken, "uapi", "1001")
+	s.idp.Grant(userToken, "uapi", "42")
+	flooder, other := "X-Forwarded-For: 203.0.113.7", "X-Forwarded-For: 198.51.100.9"
+	s.expectForwarded(s.put(pagePath, goodToken, `{}`, flooder)) // cached: 1 of 5 spent
+	s.expectError(s.put(pagePath, "garbage-0", `{}`, flooder), http.StatusUnauthorized, "access_denied")
+	for range 10 { // a negative hit, again and again: free
+		s.expectError(s.put(pagePath, "garbage-0", `{}`, flooder), http.StatusUnauthorized, "access_denied")
+	}
+	calls := s.idp.Calls.Load()
+	var limited int
+	for i := 1; i <= 40; i++ {
+		res := s.put(pagePath, fmt.Sprintf("garbage-%d", i), `{}`, flooder)
+		switch res.Status {
+		case http.StatusTooManyRequests:
+			s.expectError(res, http.StatusTooManyRequests, "too_many_requests")
+			if ra := res.Header.Get("Retry-After"); ra == "" || ra == "0" {
+				t.Errorf("429 with Retry-After %q", ra)
+			}
+			limited++
+		case http.StatusUnauthorized:
+			s.expectError(res, http.StatusUnauthorized, "access_denied")
+		default:
+			t.Errorf("garbage token: %d %s", res.Status, res.Body)
+		}
+	}
+	if n := s.idp.Calls.Load() - calls; n != 3 || limited != 37 {
+		t.Errorf("the flood made %d introspection calls (want the 3 left of 5) and got %d 429s (want 37)", n, limited)
+	}
+	// The flooder's cached token still works; another address is untouched.
+	for range 5 {
+		s.expectForwarded(s.put(pagePath, goodToken, `{}`, flooder))
+	}
+	s.expectForwarded(s.put(pagePath, userToken, `{}`, other))
+	// IPv6 addresses share one budget per /64.
+	v6 := "X-Forwarded-For: 2001:db8:1:2::1"
+	for i := range 5 {
+		s.expectError(s.put(pagePath, fmt.Sprintf("v6-%d", i), `{}`, v6), http.StatusUnauthorized, "access_denied")
+	}
+	s.expectError(s.put(pagePath, "v6-other-host", `{}`, "X-Forwarded-For: 2001:db8:1:2::ffff"), http.StatusTooManyRequests, "too_many_requests")
+}
+
+// miss_budget off: no 429, however many new tokens.
+func TestMissBudgetOff(t *testing.T) {
+	s := shieldStack(t, "miss_budget off")
+	for i := range 80 {
+		s.expectError(s.put(pagePath, fmt.Sprintf("garbage-%d", i), `{}`, "X-Forwarded-For: 203.0.113.7"), http.StatusUnauthorized, "access_denied")
+	}
+	if n := s.idp.Calls.Load(); n != 80 {
+		t.Errorf("%d introspection calls, want 80", n)
+	}
+}
+
+// max_introspections: with the endpoint hanging, no more than that many
+// calls are in flight; the others get 503 after a brief wait (250ms, while
+// the calls in flight hold their slots for the 3s timeout).
+func TestMaxIntrospections(t *testing.T) {
+	s := shieldStack(t, "max_introspections 2\n\t\tmiss_budget off")
+	s.idp.Mode.Store(testservers.Hang)
+	var wg sync.WaitGroup
+	codes := make(chan int, 6)
+	for i := range 6 {
+		wg.Go(func() {
+			res := s.put(pagePath, fmt.Sprintf("new-%d", i), `{}`)
+			codes <- res.Status
+		})
+	}
+	wg.Wait()
+	close(codes)
+	for c := range codes {
+		if c != http.StatusServiceUnavailable {
+			t.Errorf("status %d, want 503", c)
+		}
+	}
+	if n := s.idp.Calls.Load(); n != 2 {
+		t.Errorf("%d introspection calls reached the hanging endpoint, want max_introspections 2", n)
+	}
 }

@@ -118,6 +118,15 @@ type Handler struct {
 	// link-local or unspecified addresses. Default: false.
 	AllowPrivateURLs bool `json:"allow_private_urls,omitempty"`
 
+	// MaxIntrospections bounds the introspection calls in flight in this
+	// process; a lookup beyond it waits 250ms for a slot, then is a 503.
+	// Default: 64.
+	MaxIntrospections int `json:"max_introspections,omitempty"`
+	// MissBudget bounds, per client address (Caddy's client IP, which
+	// honours trusted_proxies; IPv6 by /64), the lookups that miss every
+	// cache; past it, 429 too_many_requests. Default: 50 per second.
+	MissBudget *MissBudget `json:"miss_budget,omitempty"`
+
 	// Cache selects where introspection answers are kept besides the
 	// in-process tier. Default: the in-process tier alone.
 	Cache *CacheConfig `json:"cache,omitempty"`
@@ -199,6 +208,16 @@ func (it *IntrospectionTLS) tlsConfig() (*tls.Config, string, error) {
 		digest = append(digest, string(cert.Certificate[0]))
 	}
 	return cfg, hashOf(digest...), nil
+}
+
+// MissBudget is the per-address budget of lookups that miss every cache.
+type MissBudget struct {
+	// Off turns the budget off.
+	Off bool `json:"off,omitempty"`
+	// Lookups per Window (and at once). Default: 50.
+	Lookups int `json:"lookups,omitempty"`
+	// Window. Default: 1s.
+	Window caddy.Duration `json:"window,omitempty"`
 }
 
 // CacheConfig selects the shared cache tier.
@@ -336,6 +355,18 @@ func (h *Handler) setDefaults() {
 	if h.UserClaim == "" {
 		h.UserClaim = defaultUserClaim
 	}
+	if h.MaxIntrospections == 0 {
+		h.MaxIntrospections = defaultMaxIntrospections
+	}
+	if h.MissBudget == nil {
+		h.MissBudget = &MissBudget{}
+	}
+	if !h.MissBudget.Off && h.MissBudget.Lookups == 0 {
+		h.MissBudget.Lookups = defaultMissBudget
+	}
+	if !h.MissBudget.Off && h.MissBudget.Window == 0 {
+		h.MissBudget.Window = caddy.Duration(defaultMissWindow)
+	}
 	if h.Leeway == nil {
 		d := caddy.Duration(defaultLeeway)
 		h.Leeway = &d
@@ -416,6 +447,12 @@ func (h *Handler) Validate() error {
 	}
 	if h.IntrospectionTimeout < 0 {
 		bad("introspection_timeout", "must be positive")
+	}
+	if h.MaxIntrospections < 1 || h.MaxIntrospections > 10_000 {
+		bad("max_introspections", "must be 1 to 10000")
+	}
+	if mb := h.MissBudget; !mb.Off && (mb.Lookups < 1 || mb.Window <= 0 || time.Duration(mb.Window)/time.Duration(mb.Lookups) <= 0) {
+		bad("miss_budget", "want <lookups> <window> (e.g. 50 1s) or off")
 	}
 	if *h.Leeway < 0 || time.Duration(*h.Leeway) > 10*time.Minute {
 		bad("leeway", "must be between 0 and 10m")

@@ -107,6 +107,10 @@ var (
 	// ErrServiceUnavailable: the token introspection endpoint cannot answer.
 	ErrServiceUnavailable = newError(503, "service_unavailable",
 		"The authorization service is unavailable. Retry later.")
+	// ErrTooManyRequests: the client address spent its budget of lookups
+	// of new tokens.
+	ErrTooManyRequests = newError(429, "too_many_requests",
+		"Too many requests with tokens the gateway has not seen. Retry later.")
 	// ErrBackendUnavailable: the backend could not be reached.
 	ErrBackendUnavailable = newError(502, "backend_unavailable",
 		"The backend service is unavailable. Retry later.")
@@ -123,6 +127,6 @@ func Codes() []*Error {
 		ErrIDInvalid, ErrPCEAccessDenied, ErrMethodInvalid, ErrNoteInvalid,
 		ErrURLInvalid, ErrStatusInvalid, ErrPayloadInvalid, ErrPayloadTooLarge,
 		ErrCreateTypeInvalid, ErrMethodNotAllowed, ErrRequestInvalid,
-		ErrServiceUnavailable, ErrBackendUnavailable, ErrInternal,
+		ErrServiceUnavailable, ErrTooManyRequests, ErrBackendUnavailable, ErrInternal,
 	}
 }

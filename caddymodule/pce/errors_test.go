@@ -12,7 +12,7 @@ func TestErrors(t *testing.T) {
 		"pce_method_invalid": 400, "pce_note_invalid": 400, "pce_url_invalid": 400,
 		"pce_status_invalid": 400, "payload_invalid": 400, "payload_too_large": 413,
 		"pcet_type_invalid": 400, "method_not_allowed": 405, "request_invalid": 400,
-		"service_unavailable": 503, "backend_unavailable": 502, "internal_server_error": 500,
+		"service_unavailable": 503, "too_many_requests": 429, "backend_unavailable": 502, "internal_server_error": 500,
 	}
 	codes := Codes()
 	if len(codes) != len(want) {
