@@ -105,6 +105,9 @@ func sideDoorCorpus(n int) []sideDoorRequest {
 		{"multipart/form-data; xboundary=AAA; boundary=BBB", "--BBB\r\nContent-Disposition: form-data; name=\"x\"\r\n\r\n--AAA\r\nContent-Disposition: form-data; name=\"_method\"\r\n\r\nPUT\r\n--AAA--\r\n\r\n--BBB--\r\n"},
 		{"multipart/form-data; boundary=BBB", "--BBB\r\nContent-Disposition: form-data; name='_method'\r\n\r\nPUT\r\n--BBB\r\nContent-Disposition: form-data; name=\"url\"\r\n\r\nhttp://169.254.169.254/latest/meta-data/\r\n--BBB--\r\n"},
 		{"multipart/form-data; boundary=BBB", "--BBB\r\nContent-Disposition: form-data; name=\"x\"\r\n\r\nhello\n--BBB\nContent-Disposition: form-data; name=\"_method\"\n\nPUT\r\n--BBB--\r\n"},
+		// A Go-only RFC 2231 name beside a PHP-only single-quoted one.
+		{"multipart/form-data; boundary=AAA", "--AAA\r\nContent-Disposition: form-data; name='_method'\r\n\r\nPUT\r\n--AAA\r\nContent-Disposition: form-data; name=\"url\"\r\n\r\nhttp://169.254.169.254/latest\r\n--AAA\r\nContent-Disposition: form-data; name*0=\"_met\"; name*1=\"hod\"\r\n\r\nPOST\r\n--AAA--\r\n"},
+		{"multipart/form-data; boundary=AAA", "--AAA\r\nContent-Disposition: form-data; name='_method'\r\n\r\nPUT\r\n--AAA\r\nContent-Disposition: form-data; name*=utf-8'en'%5Fmethod\r\n\r\nPOST\r\n--AAA--\r\n"},
 	} {
 		for _, path := range paths {
 			out = append(out, sideDoorRequest{method: "POST", uri: path, body: mp.body, header: []string{"Content-Type: " + mp.ct}})

@@ -175,8 +175,10 @@ func multipartMethods(contentType string, body []byte) ([]string, error) {
 		if err == io.EOF {
 			// PHP's multipart reader is laxer than Go's (the boundary found
 			// by substring in Content-Type, bare-LF delimiters, single-quoted
-			// names): a _method name Go did not see is one PHP may read.
-			if lenientMethodNames(body) > len(methods) {
+			// names) and Go reads RFC 2231 names PHP ignores: unless both
+			// readings count the same _method names, and no name is an RFC
+			// 2231 one, PHP may read a _method Go did not.
+			if lenientMethodNames(body) != len(methods) || usesExtendedNames(body) {
 				return nil, errForm
 			}
 			return methods, nil
@@ -244,6 +246,26 @@ func lenientMethodNames(body []byte) int {
 		if IsMethodPair(name) {
 			n++
 		}
+	}
+}
+
+// usesExtendedNames reports whether a multipart body names a field with
+// RFC 2231 parameters (name*=, name*0=): Go's parser reads them, PHP's
+// ignores them, so the two may see different fields.
+func usesExtendedNames(body []byte) bool {
+	for i := 0; ; {
+		j := indexFold(body[i:], "name")
+		if j < 0 {
+			return false
+		}
+		k := i + j + len("name")
+		for k < len(body) && (body[k] == ' ' || body[k] == '\t') {
+			k++
+		}
+		if k < len(body) && body[k] == '*' {
+			return true
+		}
+		i = i + j + len("name")
 	}
 }
 

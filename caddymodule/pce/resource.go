@@ -126,14 +126,17 @@ func (res *Resource) Decide(p Place, req *Request) Match {
 		return Match{Action: Own, Op: rawOp, Method: raw, Err: ErrRequestInvalid}
 	}
 	m := Match{Action: Own, Op: operationFor(method, shape), Method: method}
+	if shape == ShapeUnknown {
+		// A disguised path is its position's error for every method,
+		// whatever is owned: the backend may take it for any operation.
+		m.Err = pathErr
+		return m
+	}
 	switch {
 	case res.ops.Has(m.Op):
 	case m.Op == OpNone && res.ops.All():
-		if pathErr == nil || shape != ShapeUnknown {
-			// A disguised path is its position's error for every method.
-			m.Err, m.Allow = ErrMethodNotAllowed, shape.Allow()
-			return m
-		}
+		m.Err, m.Allow = ErrMethodNotAllowed, shape.Allow()
+		return m
 	case res.ops.Has(rawOp):
 		return Match{Action: Plain, Op: m.Op, Method: method}
 	default:
