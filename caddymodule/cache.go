@@ -142,8 +142,12 @@ func loadSharedCache(ctx caddy.Context, h *Handler, client *introspect.Client, r
 			MemoryEntries: size,
 			Redis:         rdb,
 			RedisTimeout:  time.Duration(h.Cache.Timeout),
-			Logger:        logger,
-			Observer:      metricsObserver{},
+			// Another instance's call may last the whole timeout: wait
+			// that long for its answer rather than call a second time.
+			LockWait: time.Duration(h.IntrospectionTimeout) + 100*time.Millisecond,
+			LockTTL:  time.Duration(h.IntrospectionTimeout) + time.Second,
+			Logger:   logger,
+			Observer: metricsObserver{},
 		}, newShield(client, h.MaxIntrospections, budgetFor(h.MissBudget)))
 		if err != nil {
 			if rdb != nil {

@@ -37,12 +37,14 @@ const (
 	DefaultNegativeTTL   = 10 * time.Second
 	DefaultMemoryEntries = 10000
 	DefaultRedisTimeout  = 50 * time.Millisecond
-	DefaultLockTTL       = 2 * time.Second
-	DefaultLockWait      = 300 * time.Millisecond
+	DefaultLockTTL       = 3 * time.Second
+	DefaultLockWait      = 2 * time.Second
 )
 
-// lockPoll is how often a non-owner looks for the lock owner's answer.
-const lockPoll = 10 * time.Millisecond
+// lockPoll is how often a non-owner looks for the lock owner's answer
+// when no wake-up came: a safety net for a lost message. The owner
+// announces its answer on the filled channel, which wakes the waiters.
+const lockPoll = 250 * time.Millisecond
 
 // Config configures a Cache. The zero value of each field means its
 // default.
@@ -82,7 +84,8 @@ type Config struct {
 	// Default 2s.
 	LockTTL time.Duration
 	// LockWait is how long an instance that finds the lock taken waits for
-	// the owner's answer before introspecting itself. Default 300ms.
+	// the owner's answer before introspecting itself: as long as the
+	// owner's call may last (the introspection timeout). Default 2s.
 	LockWait time.Duration
 	// Logger receives Redis trouble (Warn, rate-limited); nil for none.
 	Logger *zap.Logger
@@ -139,6 +142,12 @@ type Cache struct {
 	closeOnce sync.Once
 	done      chan struct{}
 	subReady  chan struct{} // closed when the revocation channel is first subscribed (tests)
+
+	// waiters are the local flights waiting for another instance's answer,
+	// by key hash: a message on the filled channel wakes them.
+	waitMu  sync.Mutex
+	waiters map[string][]chan struct{}
+	poll    time.Duration // lockPoll (tests set it longer)
 	wg        sync.WaitGroup
 }
 
@@ -200,6 +209,8 @@ func New(cfg Config, upstream introspect.Introspector) (*Cache, error) {
 		now:      cfg.Now,
 		done:     make(chan struct{}),
 		subReady: make(chan struct{}),
+		waiters:  map[string][]chan struct{}{},
+		poll:     lockPoll,
 	}
 	if cfg.MemoryEntries > 0 {
 		c.mem = newMemory(cfg.MemoryEntries)
@@ -306,7 +317,9 @@ func (c *Cache) fill(ctx context.Context, hash, token string) (*introspect.Claim
 	owner := randomOwner()
 	switch c.redis.lock(ctx, hash, owner, c.cfg.LockTTL) {
 	case lockOwned:
-		defer c.redis.unlock(ctx, hash, owner)
+		// Released, then announced: a waiter woken finds the answer, or
+		// no lock (the call failed) and asks for itself.
+		defer c.redis.unlockAndAnnounce(ctx, hash, owner)
 	case lockHeld:
 		if claims := c.awaitOwner(ctx, hash, epoch); claims != nil {
 			return claims, nil
@@ -316,17 +329,19 @@ func (c *Cache) fill(ctx context.Context, hash, token string) (*introspect.Claim
 }
 
 // awaitOwner waits up to LockWait for the instance holding the lock to
-// store its answer; nil when it does not come.
+// store its answer; nil when it does not come. It is woken by the owner's
+// message on the filled channel, and looks once every lockPoll in case a
+// message is lost: a few Redis commands per wait, however long the
+// owner's call lasts.
 func (c *Cache) awaitOwner(ctx context.Context, hash string, epoch uint64) *introspect.Claims {
-	deadline := time.Now().Add(c.cfg.LockWait)
-	t := time.NewTimer(lockPoll)
+	wake := c.addWaiter(hash)
+	defer c.removeWaiter(hash, wake)
+	deadline := time.NewTimer(c.cfg.LockWait)
+	defer deadline.Stop()
+	t := time.NewTimer(c.poll)
 	defer t.Stop()
-	for time.Now().Before(deadline) {
-		select {
-		case <-t.C:
-		case <-c.done:
-			return nil
-		}
+	for {
+		// Look first: the answer may have landed before we listened.
 		claims, ttl, done := c.redis.poll(ctx, hash)
 		if claims != nil {
 			if c.epoch.Load() == epoch && c.redisHit(hash, claims, ttl, "coalesced") {
@@ -337,9 +352,60 @@ func (c *Cache) awaitOwner(ctx context.Context, hash string, epoch uint64) *intr
 		if done {
 			return nil
 		}
-		t.Reset(lockPoll)
+		select {
+		case <-wake:
+			wake = c.rearm(hash, wake)
+		case <-t.C:
+			t.Reset(c.poll)
+		case <-deadline.C:
+			return nil
+		case <-c.done:
+			return nil
+		}
 	}
-	return nil
+}
+
+// addWaiter registers a wake-up for hash.
+func (c *Cache) addWaiter(hash string) chan struct{} {
+	ch := make(chan struct{})
+	c.waitMu.Lock()
+	c.waiters[hash] = append(c.waiters[hash], ch)
+	c.waitMu.Unlock()
+	return ch
+}
+
+// rearm replaces a fired wake-up by a fresh one.
+func (c *Cache) rearm(hash string, old chan struct{}) chan struct{} {
+	c.removeWaiter(hash, old)
+	return c.addWaiter(hash)
+}
+
+func (c *Cache) removeWaiter(hash string, ch chan struct{}) {
+	c.waitMu.Lock()
+	defer c.waitMu.Unlock()
+	list := c.waiters[hash]
+	for i, w := range list {
+		if w == ch {
+			list = append(list[:i], list[i+1:]...)
+			break
+		}
+	}
+	if len(list) == 0 {
+		delete(c.waiters, hash)
+	} else {
+		c.waiters[hash] = list
+	}
+}
+
+// wake wakes the local waiters for hash (a message on the filled channel).
+func (c *Cache) wake(hash string) {
+	c.waitMu.Lock()
+	list := c.waiters[hash]
+	delete(c.waiters, hash)
+	c.waitMu.Unlock()
+	for _, ch := range list {
+		close(ch)
+	}
 }
 
 // redisHit takes a Redis answer: it copies it into the in-process tier for

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/redis/go-redis/v9"
 	"slices"
 	"strings"
 	"sync"
@@ -595,5 +596,111 @@ func TestRedisKeepsIdentityClaims(t *testing.T) {
 	}
 	if !slices.Equal(got.Aud, want.Aud) || got.Iss != want.Iss || got.Iat != want.Iat || got.Nbf != want.Nbf {
 		t.Errorf("from Redis: %+v, want %+v", *got, want)
+	}
+}
+
+// countingHook counts the commands a Redis client sends.
+type countingHook struct {
+	mu   sync.Mutex
+	seen []string
+}
+
+// note records the commands, less a new connection's handshake (HELLO,
+// CLIENT SETINFO).
+func (h *countingHook) note(cmds ...redis.Cmder) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	for _, c := range cmds {
+		if c.Name() != "hello" && c.Name() != "client" {
+			h.seen = append(h.seen, c.Name())
+		}
+	}
+}
+
+func (h *countingHook) count() int {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return len(h.seen)
+}
+
+func (h *countingHook) DialHook(next redis.DialHook) redis.DialHook { return next }
+func (h *countingHook) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
+	return func(ctx context.Context, cmd redis.Cmder) error { h.note(cmd); return next(ctx, cmd) }
+}
+func (h *countingHook) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
+	return func(ctx context.Context, cmds []redis.Cmder) error {
+		h.note(cmds...)
+		return next(ctx, cmds)
+	}
+}
+
+// Two instances, one fresh token, the endpoint slow: one call, however
+// long it lasts within LockWait, and the waiting instance is woken by the
+// owner's announcement, not by polling (its safety poll is set to an hour
+// here, so only the wake-up can end the wait before LockWait, after which
+// it would call itself): a fixed number of Redis commands per flight.
+// (Figures in BENCHMARKS.md.)
+func TestTwoInstancesShareOneSlowIntrospection(t *testing.T) {
+	srv, rdb := newRedis(t)
+	for _, delay := range []time.Duration{100 * time.Millisecond, 400 * time.Millisecond, 1500 * time.Millisecond} {
+		up := newUpstream()
+		up.delay = delay
+		tok := fmt.Sprintf("tok-slow-%d", delay.Milliseconds())
+		up.set(tok, active(time.Hour, time.Now()))
+		opts, _ := redis.ParseURL(srv.URL())
+		waiterRDB := redis.NewClient(opts)
+		t.Cleanup(func() { waiterRDB.Close() })
+		hook := &countingHook{}
+		waiterRDB.AddHook(hook)
+		cfg := Config{LockWait: 3 * time.Second, LockTTL: 4 * time.Second}
+		cfg.Redis = rdb
+		a := newCache(t, cfg, up)
+		cfg.Redis = waiterRDB
+		b := newCache(t, cfg, up)
+		b.poll = time.Hour
+		a.Start(t.Context())
+		b.Start(t.Context())
+		for _, c := range []*Cache{a, b} {
+			select {
+			case <-c.subReady:
+			case <-time.After(5 * time.Second):
+				t.Fatal("no subscription")
+			}
+		}
+		before := hook.count()
+		// a takes the lock; b's 32 callers wait on it.
+		first := make(chan error, 1)
+		go func() { _, err := a.Introspect(context.Background(), tok); first <- err }()
+		eventually(t, 2*time.Second, "a's call to start", func() bool { return up.count(tok) == 1 })
+		var wg sync.WaitGroup
+		errs := make(chan error, 32)
+		for range 32 {
+			wg.Go(func() {
+				got, err := b.Introspect(context.Background(), tok)
+				if err != nil || !got.Active {
+					errs <- fmt.Errorf("got %+v, %v", got, err)
+				}
+			})
+		}
+		wg.Wait()
+		close(errs)
+		for err := range errs {
+			t.Fatal(err)
+		}
+		if err := <-first; err != nil {
+			t.Fatal(err)
+		}
+		if n := up.count(tok); n != 1 {
+			t.Errorf("endpoint %s slow: %d calls, want 1", delay, n)
+		}
+		cmds := hook.count() - before
+		hook.mu.Lock()
+		t.Logf("endpoint %s slow: the waiting instance sent %d Redis commands for 32 callers (one flight): %v", delay, cmds, hook.seen)
+		hook.mu.Unlock()
+		// GET and SET NX of the flight, a GET+EXISTS look before waiting
+		// and one after the wake-up.
+		if cmds != 6 {
+			t.Errorf("endpoint %s slow: the waiter sent %d Redis commands, want 6", delay, cmds)
+		}
 	}
 }

@@ -47,6 +47,11 @@ func (r *redisTier) key(hash string) string     { return r.prefix + hash }
 func (r *redisTier) lockKey(hash string) string { return r.prefix + "lock:" + hash }
 func (r *redisTier) channel() string            { return r.prefix + "revoke" }
 
+// filledChannel carries the key hash of each answer an instance stored
+// (or gave up on) while holding the lock: it wakes the other instances'
+// waiters.
+func (r *redisTier) filledChannel() string { return r.prefix + "filled" }
+
 // result feeds a call's outcome into the breaker, the observer and the
 // log. redis.Nil is an answer, not an error. It reports whether err was a
 // real error.
@@ -169,6 +174,18 @@ func (r *redisTier) unlock(ctx context.Context, hash, owner string) {
 	ctx, cancel := context.WithTimeout(ctx, r.timeout)
 	defer cancel()
 	r.result("del", releaseLock.Run(ctx, r.rdb, []string{r.lockKey(hash)}, owner).Err())
+}
+
+// unlockAndAnnounce releases our lock and tells the other instances that
+// the answer for hash is there (or will not come).
+func (r *redisTier) unlockAndAnnounce(ctx context.Context, hash, owner string) {
+	r.unlock(ctx, hash, owner)
+	if !r.br.allow() {
+		return
+	}
+	ctx, cancel := context.WithTimeout(ctx, r.timeout)
+	defer cancel()
+	r.result("publish", r.rdb.Publish(ctx, r.filledChannel(), hash).Err())
 }
 
 // poll looks once for the value another instance is introspecting. done

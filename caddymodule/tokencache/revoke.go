@@ -180,7 +180,7 @@ func (c *Cache) Start(ctx context.Context) {
 		defer c.wg.Done()
 		// Subscribing here, not in Start, keeps an unreachable Redis from
 		// delaying Start; go-redis keeps trying.
-		sub := c.redis.rdb.Subscribe(ctx, c.redis.channel())
+		sub := c.redis.rdb.Subscribe(ctx, c.redis.channel(), c.redis.filledChannel())
 		defer sub.Close()
 		msgs := sub.ChannelWithSubscriptions(
 			redis.WithChannelHealthCheckInterval(time.Second),
@@ -200,7 +200,7 @@ func (c *Cache) Start(ctx context.Context) {
 				}
 				switch m := m.(type) {
 				case *redis.Subscription:
-					if m.Kind != "subscribe" {
+					if m.Kind != "subscribe" || m.Channel != c.redis.channel() {
 						continue
 					}
 					if subscribed {
@@ -217,6 +217,10 @@ func (c *Cache) Start(ctx context.Context) {
 					}
 					subscribed = true
 				case *redis.Message:
+					if m.Channel == c.redis.filledChannel() {
+						c.wake(m.Payload)
+						continue
+					}
 					target := m.Payload
 					if !ValidFingerprint(target) {
 						continue
