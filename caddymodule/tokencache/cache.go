@@ -148,7 +148,7 @@ type Cache struct {
 	waitMu  sync.Mutex
 	waiters map[string][]chan struct{}
 	poll    time.Duration // lockPoll (tests set it longer)
-	wg        sync.WaitGroup
+	wg      sync.WaitGroup
 }
 
 var _ introspect.Introspector = (*Cache)(nil)
