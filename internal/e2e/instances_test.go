@@ -51,7 +51,7 @@ type instance struct {
 
 // startInstance runs cmd/caddy with a gateway on a free port, sharing the
 // given Redis, in front of backend.
-func startInstance(t *testing.T, idp *testservers.IdP, backend *testservers.Backend, redisURL string) instance {
+func startInstance(t *testing.T, idp *testservers.IdP, backend *testservers.Backend, redisURL string, extra ...string) instance {
 	t.Helper()
 	port, admin := testservers.FreePort(t), testservers.FreePort(t)
 	cfg := fmt.Sprintf(`{
@@ -66,10 +66,11 @@ http://127.0.0.1:%d {
 		client_secret %s
 		required_scopes uapi
 		cache redis %s
+		%s
 	}
 	reverse_proxy %s
 }
-`, admin, port, idp.URL(), testservers.ClientID, testservers.ClientSecret, redisURL, backend.Addr)
+`, admin, port, idp.URL(), testservers.ClientID, testservers.ClientSecret, redisURL, strings.Join(extra, "\n\t\t"), backend.Addr)
 	dir := t.TempDir()
 	file := filepath.Join(dir, "Caddyfile")
 	if err := os.WriteFile(file, []byte(cfg), 0o600); err != nil {
@@ -174,6 +175,41 @@ func TestTwoInstancesShareRedis(t *testing.T) {
 	}
 	if st := put(t, a.base, token); st != http.StatusUnauthorized {
 		t.Errorf("instance A accepted the revoked token: %d", st)
+	}
+}
+
+// Two gateway processes, the identity provider slow (100ms, 400ms, 1.5s,
+// with introspection_timeout 3s): a fresh token sent by 64 clients over
+// both costs one call, for as long as the first instance's call lasts.
+func TestTwoInstancesCoalesceSlowIntrospection(t *testing.T) {
+	rs := redistest.Start(t)
+	idp := testservers.NewIdP(t)
+	backend := testservers.NewBackend(t)
+	a := startInstance(t, idp, backend, rs.URL(), "introspection_timeout 3s")
+	b := startInstance(t, idp, backend, rs.URL(), "introspection_timeout 3s")
+	for _, delay := range []time.Duration{100 * time.Millisecond, 400 * time.Millisecond, 1500 * time.Millisecond} {
+		token := fmt.Sprintf("tok-slow-%d", delay.Milliseconds())
+		idp.Grant(token, "uapi", "1001")
+		idp.Delay.Store(int64(delay))
+		before := idp.Calls.Load()
+		var wg sync.WaitGroup
+		statuses := make([]int, 64)
+		for i := range statuses {
+			base := a.base
+			if i%2 == 1 {
+				base = b.base
+			}
+			wg.Go(func() { statuses[i] = put(t, base, token) })
+		}
+		wg.Wait()
+		for i, st := range statuses {
+			if st != http.StatusOK {
+				t.Fatalf("endpoint %s slow, request %d: status %d", delay, i, st)
+			}
+		}
+		if n := idp.Calls.Load() - before; n != 1 {
+			t.Errorf("endpoint %s slow: 64 requests over two instances made %d introspection calls, want 1", delay, n)
+		}
 	}
 }
 

@@ -62,6 +62,8 @@ type IdP struct {
 	Addr  string
 	Calls atomic.Int64
 	Mode  atomic.Int32
+	// Delay, in nanoseconds, is how long each answer waits.
+	Delay atomic.Int64
 
 	tls     bool
 	mu      sync.Mutex
@@ -134,6 +136,13 @@ func (idp *IdP) serveHTTP(w http.ResponseWriter, r *http.Request) {
 		case <-r.Context().Done():
 		}
 		return
+	}
+	if d := time.Duration(idp.Delay.Load()); d > 0 {
+		select {
+		case <-time.After(d):
+		case <-r.Context().Done():
+			return
+		}
 	}
 	id, secret, ok := r.BasicAuth()
 	if !ok && r.Header.Get("Authorization") == "" {
