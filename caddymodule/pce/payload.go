@@ -143,7 +143,8 @@ func (rules *PayloadRules) idValue(v []byte, op Operation, r Route) (string, boo
 	switch {
 	case isString(v):
 		id = decodeString(v)
-	case isNumber(v):
+	case isNumber(v) && isDigits(string(v)):
+		// An integer literal as written: 1e3 or 10.0 are no ids.
 		id = string(v)
 	}
 	if len(id) < max(rules.IDMinLength, 1) || len(id) > rules.IDMaxLength || !isAlnum(id) {

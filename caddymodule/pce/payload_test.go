@@ -255,6 +255,9 @@ func TestAppendNormalizedCreate(t *testing.T) {
 		{`{"type":true,` + base + `}`, "", ErrCreateTypeInvalid},
 		{`{"type":"3","method":"9"}`, "", ErrCreateTypeInvalid}, // type first
 		{`{"type":"0","id":"a-b",` + base + `}`, "", ErrIDInvalid},
+		{`{"type":"0","id":1e3,` + base + `}`, "", ErrIDInvalid},
+		{`{"type":"0","id":10.0,` + base + `}`, "", ErrIDInvalid},
+		{`{"type":"0","id":-1,` + base + `}`, "", ErrIDInvalid},
 		{`{"type":"0","id":"",` + base + `}`, "", ErrIDInvalid},
 		{`{"type":"0","id":"` + strings.Repeat("a", 33) + `",` + base + `}`, "", ErrIDInvalid},
 		{`{"type":"0","url":"http://myevent.com/x"}`, "", ErrMethodInvalid},
