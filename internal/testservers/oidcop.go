@@ -275,19 +275,21 @@ func (s *opStorage) ClientCredentialsTokenRequest(_ context.Context, id string, 
 // opClient is an OPClient as op sees it.
 type opClient struct{ c *OPClient }
 
-func (c opClient) GetID() string                       { return c.c.ID }
-func (opClient) RedirectURIs() []string                { return nil }
-func (opClient) PostLogoutRedirectURIs() []string      { return nil }
-func (opClient) ApplicationType() op.ApplicationType   { return op.ApplicationTypeWeb }
-func (c opClient) AuthMethod() oidc.AuthMethod         { return c.c.AuthMethod }
-func (opClient) ResponseTypes() []oidc.ResponseType    { return []oidc.ResponseType{oidc.ResponseTypeCode} }
-func (opClient) LoginURL(string) string                { return "" }
-func (opClient) AccessTokenType() op.AccessTokenType   { return op.AccessTokenTypeBearer }
-func (opClient) IDTokenLifetime() time.Duration        { return time.Hour }
-func (opClient) DevMode() bool                         { return true }
-func (opClient) IsScopeAllowed(string) bool            { return true }
-func (opClient) IDTokenUserinfoClaimsAssertion() bool  { return false }
-func (opClient) ClockSkew() time.Duration              { return 0 }
+func (c opClient) GetID() string                     { return c.c.ID }
+func (opClient) RedirectURIs() []string              { return nil }
+func (opClient) PostLogoutRedirectURIs() []string    { return nil }
+func (opClient) ApplicationType() op.ApplicationType { return op.ApplicationTypeWeb }
+func (c opClient) AuthMethod() oidc.AuthMethod       { return c.c.AuthMethod }
+func (opClient) ResponseTypes() []oidc.ResponseType {
+	return []oidc.ResponseType{oidc.ResponseTypeCode}
+}
+func (opClient) LoginURL(string) string               { return "" }
+func (opClient) AccessTokenType() op.AccessTokenType  { return op.AccessTokenTypeBearer }
+func (opClient) IDTokenLifetime() time.Duration       { return time.Hour }
+func (opClient) DevMode() bool                        { return true }
+func (opClient) IsScopeAllowed(string) bool           { return true }
+func (opClient) IDTokenUserinfoClaimsAssertion() bool { return false }
+func (opClient) ClockSkew() time.Duration             { return 0 }
 func (opClient) RestrictAdditionalIdTokenScopes() func([]string) []string {
 	return func(s []string) []string { return s }
 }
