@@ -144,8 +144,7 @@ func (h *Handler) readForm(r *http.Request, contentTypes []string) ([]string, *p
 	if err != nil {
 		return nil, pce.ErrRequestInvalid
 	}
-	r.Body = newForwardBody(b)
-	r.GetBody = func() (io.ReadCloser, error) { return newForwardBody(b), nil }
+	setBody(r, b)
 	methods, ok := pce.FormMethods(contentTypes, b)
 	if !ok {
 		return nil, pce.ErrRequestInvalid
@@ -184,7 +183,7 @@ func (h *Handler) authenticate(w http.ResponseWriter, r *http.Request) (token st
 	claims, err := h.lookup.Introspect(r.Context(), token)
 	if d, over := overBudget(err); over {
 		// Not logged: a flood would flood the log; the metric counts it.
-		w.Header().Set("Retry-After", strconv.FormatInt(max(1, int64((d+time.Second-1)/time.Second)), 10))
+		w.Header().Set("Retry-After", retryAfterSeconds(d))
 		return "", false, nil, pce.ErrTooManyRequests
 	}
 	if err != nil {
@@ -200,7 +199,7 @@ func (h *Handler) authenticate(w http.ResponseWriter, r *http.Request) (token st
 		if errors.Is(err, introspect.ErrUnavailable) {
 			if d, ok := introspect.RetryAfter(err); ok {
 				// The endpoint's own delay, in whole seconds, at least 1.
-				w.Header().Set("Retry-After", strconv.FormatInt(max(1, int64((d+time.Second-1)/time.Second)), 10))
+				w.Header().Set("Retry-After", retryAfterSeconds(d))
 			}
 			return "", false, nil, pce.ErrServiceUnavailable
 		}
@@ -216,6 +215,12 @@ func (h *Handler) authenticate(w http.ResponseWriter, r *http.Request) (token st
 		return "", false, nil, authError(true)
 	}
 	return token, fromQuery, claims, nil
+}
+
+// retryAfterSeconds is a Retry-After value for d: whole seconds, rounded
+// up, at least 1.
+func retryAfterSeconds(d time.Duration) string {
+	return strconv.FormatInt(max(1, int64((d+time.Second-1)/time.Second)), 10)
 }
 
 func authError(given bool) *pce.Error {
@@ -284,8 +289,7 @@ func (h *Handler) canonicalize(r *http.Request, m *pce.Match, token string, from
 		vals[0], vals[1] = "application/json", strconv.Itoa(len(body))
 		r.Header["Content-Type"], r.Header["Content-Length"] = vals[0:1:1], vals[1:2:2]
 		r.ContentLength = int64(len(body))
-		r.Body = newForwardBody(body)
-		r.GetBody = func() (io.ReadCloser, error) { return newForwardBody(body), nil }
+		setBody(r, body)
 	}
 	// Caddy's {http.request.uri} and reverse_proxy's logs read RequestURI:
 	// it must not keep a query token either.
@@ -375,6 +379,12 @@ func (t *trackingWriter) Write(b []byte) (int, error) {
 func (t *trackingWriter) ReadFrom(r io.Reader) (int64, error) {
 	t.wrote = true
 	return t.ResponseWriterWrapper.ReadFrom(r)
+}
+
+// setBody makes b the body the next handler reads (and may read again).
+func setBody(r *http.Request, b []byte) {
+	r.Body = newForwardBody(b)
+	r.GetBody = func() (io.ReadCloser, error) { return newForwardBody(b), nil }
 }
 
 // forwardBody is a forwarded request body in one allocation (where

@@ -178,7 +178,7 @@ func multipartMethods(contentType string, body []byte) ([]string, error) {
 			// names) and Go reads RFC 2231 names PHP ignores: unless both
 			// readings count the same _method names, and no name is an RFC
 			// 2231 one, PHP may read a _method Go did not.
-			if lenientMethodNames(body) != len(methods) || usesExtendedNames(body) {
+			if n, extended := lenientMethodNames(body); n != len(methods) || extended {
 				return nil, errForm
 			}
 			return methods, nil
@@ -202,21 +202,27 @@ func multipartMethods(contentType string, body []byte) ([]string, error) {
 }
 
 // lenientMethodNames counts the places in a multipart body where a lax
-// reader may find a field named _method: every "name=" (or "name*=", any
-// letter case, also inside filename=), its value unquoted (double or single
-// quotes), unescaped (backslashes dropped) and past an RFC 2231 charset
-// prefix, read as PHP reads names (IsMethodPair). It over-counts rather
-// than under-counts: a body with more of them than Go's parser found is
-// refused.
-func lenientMethodNames(body []byte) int {
-	n := 0
+// reader may find a field named _method: every "name=" (any letter case,
+// also inside filename=), its value unquoted (double or single quotes),
+// unescaped (backslashes dropped) and past an RFC 2231 charset prefix,
+// read as PHP reads names (IsMethodPair). It over-counts rather than
+// under-counts. extended reports an RFC 2231 name (name*=, name*0=): Go's
+// parser reads those, PHP's ignores them, so the two may see different
+// fields.
+func lenientMethodNames(body []byte) (n int, extended bool) {
 	for i := 0; ; {
 		j := indexFold(body[i:], "name")
 		if j < 0 {
-			return n
+			return n, extended
 		}
 		k := i + j + len("name")
 		i = k
+		for k < len(body) && (body[k] == ' ' || body[k] == '\t') {
+			k++
+		}
+		if k < len(body) && body[k] == '*' {
+			extended = true
+		}
 		for k < len(body) && (body[k] == '*' || body[k] == ' ' || body[k] == '\t') {
 			k++
 		}
@@ -246,26 +252,6 @@ func lenientMethodNames(body []byte) int {
 		if IsMethodPair(name) {
 			n++
 		}
-	}
-}
-
-// usesExtendedNames reports whether a multipart body names a field with
-// RFC 2231 parameters (name*=, name*0=): Go's parser reads them, PHP's
-// ignores them, so the two may see different fields.
-func usesExtendedNames(body []byte) bool {
-	for i := 0; ; {
-		j := indexFold(body[i:], "name")
-		if j < 0 {
-			return false
-		}
-		k := i + j + len("name")
-		for k < len(body) && (body[k] == ' ' || body[k] == '\t') {
-			k++
-		}
-		if k < len(body) && body[k] == '*' {
-			return true
-		}
-		i = i + j + len("name")
 	}
 }
 

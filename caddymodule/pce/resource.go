@@ -14,9 +14,6 @@ func NewResource(rt *Router, ops OperationSet) *Resource {
 	return &Resource{router: rt, ops: ops}
 }
 
-// Router returns the resource's paths.
-func (res *Resource) Router() *Router { return res.router }
-
 // Request is what the matcher reads of an HTTP request.
 type Request struct {
 	// Method is the request method as received (any letter case).

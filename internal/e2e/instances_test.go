@@ -124,6 +124,23 @@ func put(t *testing.T, base, token string) int {
 	return res.StatusCode
 }
 
+// putFromBoth sends 64 concurrent PUTs with token, alternately to a and b,
+// and returns their statuses.
+func putFromBoth(t *testing.T, a, b instance, token string) []int {
+	t.Helper()
+	var wg sync.WaitGroup
+	statuses := make([]int, 64)
+	for i := range statuses {
+		base := a.base
+		if i%2 == 1 {
+			base = b.base
+		}
+		wg.Go(func() { statuses[i] = put(t, base, token) })
+	}
+	wg.Wait()
+	return statuses
+}
+
 // Two gateway processes sharing one Redis: a fresh token hit on both at
 // once costs one introspection call, and a revocation on one is honoured
 // by the other within a second.
@@ -136,17 +153,7 @@ func TestTwoInstancesShareRedis(t *testing.T) {
 
 	const token = "tok-shared-1"
 	idp.Grant(token, "uapi", "1001")
-	var wg sync.WaitGroup
-	statuses := make([]int, 64)
-	for i := range statuses {
-		base := a.base
-		if i%2 == 1 {
-			base = b.base
-		}
-		wg.Go(func() { statuses[i] = put(t, base, token) })
-	}
-	wg.Wait()
-	for i, st := range statuses {
+	for i, st := range putFromBoth(t, a, b, token) {
 		if st != http.StatusOK {
 			t.Fatalf("request %d: status %d", i, st)
 		}
@@ -192,17 +199,7 @@ func TestTwoInstancesCoalesceSlowIntrospection(t *testing.T) {
 		idp.Grant(token, "uapi", "1001")
 		idp.Delay.Store(int64(delay))
 		before := idp.Calls.Load()
-		var wg sync.WaitGroup
-		statuses := make([]int, 64)
-		for i := range statuses {
-			base := a.base
-			if i%2 == 1 {
-				base = b.base
-			}
-			wg.Go(func() { statuses[i] = put(t, base, token) })
-		}
-		wg.Wait()
-		for i, st := range statuses {
+		for i, st := range putFromBoth(t, a, b, token) {
 			if st != http.StatusOK {
 				t.Fatalf("endpoint %s slow, request %d: status %d", delay, i, st)
 			}
