@@ -1,11 +1,17 @@
 // Package redistest runs a private redis-server for tests: on a free
 // loopback port, without persistence, killed when the test ends. It never
 // touches a Redis the developer may run on the default port.
+//
+// Besides a single server (Start) it runs a Redis Cluster (StartCluster), a
+// master with replicas watched by three Sentinels (StartSentinel) and a
+// TLS-only server (StartTLS). A Server can be stopped (SIGKILL), restarted
+// empty on the same port, and paused (SIGSTOP) to play a hung Redis.
 package redistest
 
 import (
 	"bufio"
 	"bytes"
+	"crypto/tls"
 	"fmt"
 	"net"
 	"os/exec"
@@ -26,17 +32,21 @@ type Server struct {
 	port int
 	dir  string
 	args []string // extra redis-server arguments
+	conf string   // config file given first on the command line, if any
 
-	mu   sync.Mutex
-	cmd  *exec.Cmd
-	done chan struct{} // closed when cmd has been waited for
-	out  *lockedWriter // the server's output, for failure messages
+	// clientTLS, when set, makes the server TLS-only: it listens with
+	// --tls-port instead of --port, and readiness, Do and URL use TLS.
+	clientTLS *tls.Config
+
+	mu     sync.Mutex
+	cmd    *exec.Cmd
+	done   chan struct{} // closed when cmd has been waited for
+	out    *lockedWriter // the server's output, for failure messages
+	paused bool          // SIGSTOPped by Pause and not resumed
 }
 
-// Start runs a private redis-server on a free loopback port and waits until
-// it answers PING. The server is killed when the test ends. A missing
-// redis-server fails the test: it is a dependency, not an option.
-func Start(t testing.TB) *Server {
+// newServer is a Server not yet started, stopped when the test ends.
+func newServer(t testing.TB) *Server {
 	t.Helper()
 	bin, err := exec.LookPath("redis-server")
 	if err != nil {
@@ -44,21 +54,38 @@ func Start(t testing.TB) *Server {
 	}
 	s := &Server{t: t, bin: bin, dir: t.TempDir()}
 	t.Cleanup(s.Stop)
-	// A free port can be taken by someone else between our probe and the
-	// server's bind; try a few.
+	return s
+}
+
+// launch starts s on a port from pick and waits until it answers PING. A
+// free port can be taken by someone else between our probe and the
+// server's bind; it tries a few.
+func (s *Server) launch(pick func() (int, error)) error {
 	var lastErr error
 	for range 5 {
-		s.port, err = freePort()
+		port, err := pick()
 		if err != nil {
-			t.Fatalf("redistest: no free port: %v", err)
+			return fmt.Errorf("no free port: %w", err)
 		}
+		s.port = port
 		if lastErr = s.start(); lastErr == nil {
-			return s
+			return nil
 		}
 		s.Stop()
 	}
-	t.Fatalf("redistest: %v", lastErr)
-	return nil
+	return lastErr
+}
+
+// Start runs a private redis-server on a free loopback port and waits until
+// it answers PING. The server is killed when the test ends. A missing
+// redis-server fails the test: it is a dependency, not an option.
+func Start(t testing.TB) *Server {
+	t.Helper()
+	s := newServer(t)
+	if err := s.launch(freePort); err != nil {
+		t.Fatalf("redistest: %v", err)
+	}
+	return s
 }
 
 // StartCluster runs n private redis-servers in cluster mode (no replicas),
@@ -66,10 +93,6 @@ func Start(t testing.TB) *Server {
 // node reports cluster_state:ok. A Cluster needs at least 3 masters.
 func StartCluster(t testing.TB, n int) []*Server {
 	t.Helper()
-	bin, err := exec.LookPath("redis-server")
-	if err != nil {
-		t.Fatalf("redistest: redis-server is not on PATH (install it, e.g. apt-get install redis-server): %v", err)
-	}
 	cli, err := exec.LookPath("redis-cli")
 	if err != nil {
 		t.Fatalf("redistest: redis-cli is not on PATH (it comes with redis-server): %v", err)
@@ -77,22 +100,11 @@ func StartCluster(t testing.TB, n int) []*Server {
 	nodes := make([]*Server, n)
 	addrs := make([]string, n)
 	for i := range nodes {
-		s := &Server{t: t, bin: bin, dir: t.TempDir()}
-		t.Cleanup(s.Stop)
-		var lastErr error
-		for range 5 {
-			// The cluster bus listens on port+10000: both must be free.
-			if s.port, err = freeClusterPort(); err != nil {
-				t.Fatalf("redistest: no free port pair: %v", err)
-			}
-			s.args = []string{"--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf", "--cluster-node-timeout", "2000"}
-			if lastErr = s.start(); lastErr == nil {
-				break
-			}
-			s.Stop()
-		}
-		if lastErr != nil {
-			t.Fatalf("redistest: cluster node: %v", lastErr)
+		s := newServer(t)
+		s.args = []string{"--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf", "--cluster-node-timeout", "2000"}
+		// The cluster bus listens on port+10000: both must be free.
+		if err := s.launch(freeClusterPort); err != nil {
+			t.Fatalf("redistest: cluster node: %v", err)
 		}
 		nodes[i], addrs[i] = s, s.Addr()
 	}
@@ -142,13 +154,19 @@ func (s *Server) Addr() string {
 	return net.JoinHostPort("127.0.0.1", strconv.Itoa(s.port))
 }
 
-// URL is a go-redis URL for database 0 of the server.
+// URL is a go-redis URL for database 0 of the server: redis://host:port/0,
+// or rediss://host:port/0 for a TLS server.
 func (s *Server) URL() string {
+	if s.clientTLS != nil {
+		return "rediss://" + s.Addr() + "/0"
+	}
 	return "redis://" + s.Addr() + "/0"
 }
 
-// Stop kills the server and waits for it to exit. Stopping a stopped
-// server does nothing.
+// Stop kills the server with SIGKILL (a crash: no shutdown, no goodbye to
+// clients or replicas) and waits for it to exit. It works on a paused
+// server too: SIGKILL ends a SIGSTOPped process. Stopping a stopped server
+// does nothing.
 func (s *Server) Stop() {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -157,12 +175,13 @@ func (s *Server) Stop() {
 	}
 	_ = s.cmd.Process.Kill()
 	<-s.done
-	s.cmd = nil
+	s.cmd, s.paused = nil, false
 }
 
-// Restart starts the server again on the same port (after Stop; a running
-// server is stopped first) and waits until it answers PING. The data is
-// gone: the server keeps none.
+// Restart starts the server again on the same port with the same
+// arguments (after Stop; a running server is stopped first) and waits
+// until it answers PING. The data is gone: the server persists none, so it
+// comes back empty.
 func (s *Server) Restart() {
 	s.t.Helper()
 	s.Stop()
@@ -184,15 +203,24 @@ func (s *Server) Restart() {
 
 // start launches the process and waits until it answers PING or exits.
 func (s *Server) start() error {
-	cmd := exec.Command(s.bin,
-		"--port", strconv.Itoa(s.port),
+	var cmdArgs []string
+	if s.conf != "" {
+		cmdArgs = append(cmdArgs, s.conf)
+	}
+	if s.clientTLS != nil {
+		cmdArgs = append(cmdArgs, "--port", "0", "--tls-port", strconv.Itoa(s.port))
+	} else {
+		cmdArgs = append(cmdArgs, "--port", strconv.Itoa(s.port))
+	}
+	cmdArgs = append(cmdArgs,
 		"--bind", "127.0.0.1",
 		"--save", "",
 		"--appendonly", "no",
 		"--daemonize", "no",
 		"--dir", s.dir,
 	)
-	cmd.Args = append(cmd.Args, s.args...)
+	cmd := exec.Command(s.bin, append(cmdArgs, s.args...)...)
+	dieWithParent(cmd)
 	out := &lockedWriter{w: &bytes.Buffer{}}
 	cmd.Stdout = out
 	cmd.Stderr = out
@@ -215,7 +243,7 @@ func (s *Server) start() error {
 			return fmt.Errorf("redis-server on port %d exited: %s", s.port, out.String())
 		default:
 		}
-		if ping(s.Addr()) == nil {
+		if pingWith(s.Addr(), s.clientTLS) == nil {
 			return nil
 		}
 		if time.Now().After(deadline) {
@@ -226,8 +254,20 @@ func (s *Server) start() error {
 }
 
 // ping sends one inline PING and expects +PONG.
-func ping(addr string) error {
-	c, err := net.DialTimeout("tcp", addr, 200*time.Millisecond)
+func ping(addr string) error { return pingWith(addr, nil) }
+
+// pingWith pings over TLS with cfg, or plain TCP for a nil cfg.
+func pingWith(addr string, cfg *tls.Config) error {
+	d := &net.Dialer{Timeout: 200 * time.Millisecond}
+	var (
+		c   net.Conn
+		err error
+	)
+	if cfg != nil {
+		c, err = (&tls.Dialer{NetDialer: d, Config: cfg}).Dial("tcp", addr)
+	} else {
+		c, err = d.Dial("tcp", addr)
+	}
 	if err != nil {
 		return err
 	}
