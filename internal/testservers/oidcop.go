@@ -8,6 +8,8 @@ import (
 	"errors"
 	"net"
 	"net/http"
+	"net/url"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -19,10 +21,13 @@ import (
 
 // OP is a real OAuth 2.0 / OpenID Connect server, zitadel's op package,
 // on loopback, with a small in-memory storage of ours: clients with
-// secrets, the client_credentials grant (with refresh tokens), RFC 7662
-// introspection and RFC 7009 revocation. Tokens are opaque; introspection
-// answers carry aud, iss, exp, iat, nbf, scope, sub and, for clients that
-// have one, ext.uid (as Ory Hydra puts custom claims under ext).
+// secrets, the client_credentials grant, the authorization code grant
+// (with PKCE, and a login page that logs in OPUser at once), the
+// refresh_token grant with rotation, RFC 7662 introspection and RFC 7009
+// revocation. Tokens are opaque; introspection answers carry aud, iss,
+// exp, iat, nbf, scope, sub and, when the token has a user id, ext.uid
+// (as Ory Hydra puts custom claims under ext): the client's UID for a
+// client_credentials token, OPUser's for a code flow one.
 type OP struct {
 	// URL is the issuer (http://127.0.0.1:port).
 	URL string
@@ -41,7 +46,31 @@ type OPClient struct {
 	// AuthMethod is how it authenticates: client_secret_basic (default)
 	// or client_secret_post.
 	AuthMethod oidc.AuthMethod
+	// RedirectURIs, when set, let the client use the authorization code
+	// grant (see OP.CodeFlowTokens, which uses the first one).
+	RedirectURIs []string
+	// GrantTypes, when set, replace the client's grants, which are by
+	// default client_credentials and refresh_token, and authorization_code
+	// when it has RedirectURIs. op issues a refresh token in the code flow
+	// only when offline_access was asked for and refresh_token is a grant
+	// of the client.
+	GrantTypes []oidc.GrantType
+	// RefreshIntrospection is what introspection answers for the client's
+	// refresh tokens. "" (the default): they are random strings that op
+	// cannot decode, and it answers {"active":false} without asking the
+	// storage. RefreshAsTokenType or RefreshAsTokenUse: they are minted
+	// like access tokens, so op asks the storage, which answers active
+	// with the refresh token's claims and token_type "refresh_token", or
+	// token_type "Bearer" and token_use "refresh_token" (as Ory Hydra
+	// does).
+	RefreshIntrospection string
 }
+
+// Values of OPClient.RefreshIntrospection.
+const (
+	RefreshAsTokenType = "token_type"
+	RefreshAsTokenUse  = "token_use"
+)
 
 // NewOP starts an OP for the test with the given clients.
 func NewOP(t testing.TB, clients ...OPClient) *OP {
@@ -55,7 +84,11 @@ func NewOP(t testing.TB, clients ...OPClient) *OP {
 		t.Fatal(err)
 	}
 	issuer := "http://" + l.Addr().String()
-	st := &opStorage{issuer: issuer, key: key, clients: map[string]*OPClient{}, tokens: map[string]*opToken{}, refresh: map[string]*opToken{}}
+	var cryptoKey [32]byte
+	_, _ = rand.Read(cryptoKey[:])
+	st := &opStorage{issuer: issuer, key: key, crypto: op.NewAES256GCMCrypto(cryptoKey, ""),
+		clients: map[string]*OPClient{}, tokens: map[string]*opToken{}, refresh: map[string]*opRefresh{},
+		authRequests: map[string]*opAuthRequest{}, codes: map[string]string{}}
 	for i := range clients {
 		c := clients[i]
 		if c.AuthMethod == "" {
@@ -64,15 +97,26 @@ func NewOP(t testing.TB, clients ...OPClient) *OP {
 		if c.Lifetime == 0 {
 			c.Lifetime = time.Hour
 		}
+		if c.GrantTypes == nil {
+			c.GrantTypes = []oidc.GrantType{oidc.GrantTypeClientCredentials, oidc.GrantTypeRefreshToken}
+			if len(c.RedirectURIs) > 0 {
+				c.GrantTypes = append(c.GrantTypes, oidc.GrantTypeCode)
+			}
+		}
 		st.clients[c.ID] = &c
 	}
-	var cryptoKey [32]byte
-	_, _ = rand.Read(cryptoKey[:])
 	provider, err := op.NewOpenIDProvider(issuer, &op.Config{CryptoKey: cryptoKey, CodeMethodS256: true, GrantTypeRefreshToken: true}, st, op.WithAllowInsecure())
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := &http.Server{Handler: provider, ReadHeaderTimeout: 5 * time.Second}
+	// The login UI is ours, on the OP's server, as in zitadel's
+	// example/server/exampleop: op sends the user agent to the client's
+	// LoginURL with the auth request's id; the login hands back to op's
+	// callback, which redirects to the client's redirect_uri with a code.
+	mux := http.NewServeMux()
+	mux.Handle(opLoginPath, op.NewIssuerInterceptor(provider.IssuerFromRequest).HandlerFunc(st.login(op.AuthCallbackURL(provider))))
+	mux.Handle("/", provider)
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
 	go func() { _ = srv.Serve(l) }()
 	t.Cleanup(func() { _ = srv.Close() })
 	return &OP{URL: issuer, st: st}
@@ -87,94 +131,66 @@ func (o *OP) TokenURL() string { return o.URL + "/oauth/token" }
 // RevocationURL is the OP's RFC 7009 endpoint.
 func (o *OP) RevocationURL() string { return o.URL + "/revoke" }
 
-// opToken is an issued token.
+// AuthorizationURL is the OP's authorization endpoint.
+func (o *OP) AuthorizationURL() string { return o.URL + "/authorize" }
+
+// opToken is an issued access token.
 type opToken struct {
 	id, clientID, subject string
-	scopes, audience      []string
-	issued, expires       time.Time
-	revoked               bool
+	// uid is the ext.uid claim ("" for none).
+	uid              string
+	scopes, audience []string
+	issued, expires  time.Time
+	revoked          bool
 }
 
 type opStorage struct {
-	issuer  string
-	key     *rsa.PrivateKey
-	mu      sync.Mutex
-	clients map[string]*OPClient
-	tokens  map[string]*opToken // by access token id
-	refresh map[string]*opToken // by refresh token value
+	issuer string
+	key    *rsa.PrivateKey
+	// crypto is op's own token encryption (the provider's CryptoKey):
+	// refresh tokens minted with it are decoded by op's introspection.
+	crypto       op.Crypto
+	mu           sync.Mutex
+	clients      map[string]*OPClient
+	tokens       map[string]*opToken       // access tokens by id
+	refresh      map[string]*opRefresh     // refresh tokens by value
+	authRequests map[string]*opAuthRequest // by id
+	codes        map[string]string         // auth request id by code
 }
 
 var errUnsupported = errors.New("not supported by this test OP")
 
-// Auth requests (the code flow) are not used by the tests.
-func (*opStorage) CreateAuthRequest(context.Context, *oidc.AuthRequest, string) (op.AuthRequest, error) {
-	return nil, errUnsupported
-}
-func (*opStorage) AuthRequestByID(context.Context, string) (op.AuthRequest, error) {
-	return nil, errUnsupported
-}
-func (*opStorage) AuthRequestByCode(context.Context, string) (op.AuthRequest, error) {
-	return nil, errUnsupported
-}
-func (*opStorage) SaveAuthCode(context.Context, string, string) error { return errUnsupported }
-func (*opStorage) DeleteAuthRequest(context.Context, string) error    { return errUnsupported }
-
-func (s *opStorage) newToken(req op.TokenRequest) *opToken {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	clientID := req.GetSubject()
+// newTokenLocked records an access token for req; s.mu is held.
+func (s *opStorage) newTokenLocked(req op.TokenRequest) *opToken {
+	clientID := req.GetSubject() // client_credentials: the client is the subject
+	if r, ok := req.(interface{ GetClientID() string }); ok {
+		clientID = r.GetClientID()
+	}
 	c := s.clients[clientID]
 	lifetime := time.Hour
 	aud := req.GetAudience()
+	var uid string
 	if c != nil {
-		lifetime, aud = c.Lifetime, c.Audience
+		lifetime, aud, uid = c.Lifetime, c.Audience, c.UID
+	}
+	if u, ok := req.(interface{ userUID() string }); ok {
+		uid = u.userUID()
 	}
 	now := time.Now()
-	tok := &opToken{id: randomID(), clientID: clientID, subject: req.GetSubject(), scopes: req.GetScopes(),
-		audience: aud, issued: now, expires: now.Add(lifetime)}
+	tok := &opToken{id: randomID(), clientID: clientID, subject: req.GetSubject(), uid: uid,
+		scopes: slices.Clone(req.GetScopes()), audience: aud, issued: now, expires: now.Add(lifetime)}
 	s.tokens[tok.id] = tok
 	return tok
 }
 
 func (s *opStorage) CreateAccessToken(_ context.Context, req op.TokenRequest) (string, time.Time, error) {
-	tok := s.newToken(req)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	tok := s.newTokenLocked(req)
 	return tok.id, tok.expires, nil
 }
 
-func (s *opStorage) CreateAccessAndRefreshTokens(_ context.Context, req op.TokenRequest, _ string) (string, string, time.Time, error) {
-	tok := s.newToken(req)
-	refresh := "rt-" + randomID()
-	s.mu.Lock()
-	s.refresh[refresh] = tok
-	s.mu.Unlock()
-	return tok.id, refresh, tok.expires, nil
-}
-
-func (*opStorage) TokenRequestByRefreshToken(context.Context, string) (op.RefreshTokenRequest, error) {
-	return nil, errUnsupported
-}
-func (*opStorage) TerminateSession(context.Context, string, string) error { return nil }
-
-func (s *opStorage) RevokeToken(_ context.Context, tokenOrID, _, _ string) *oidc.Error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if tok, ok := s.tokens[tokenOrID]; ok {
-		tok.revoked = true
-	}
-	if tok, ok := s.refresh[tokenOrID]; ok {
-		tok.revoked = true
-	}
-	return nil
-}
-
-func (s *opStorage) GetRefreshTokenInfo(_ context.Context, _ string, token string) (string, string, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if tok, ok := s.refresh[token]; ok {
-		return tok.subject, token, nil
-	}
-	return "", "", op.ErrInvalidRefreshToken
-}
+func (s *opStorage) TerminateSession(context.Context, string, string) error { return nil }
 
 type opKey struct{ k *rsa.PrivateKey }
 
@@ -230,23 +246,53 @@ func (*opStorage) SetUserinfoFromToken(context.Context, *oidc.UserInfo, string, 
 func (s *opStorage) SetIntrospectionFromToken(_ context.Context, r *oidc.IntrospectionResponse, tokenID, subject, _ string) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	tok, ok := s.tokens[tokenID]
-	if !ok || tok.revoked || tok.subject != subject || time.Now().After(tok.expires) {
-		return errors.New("inactive")
+	if tok, ok := s.tokens[tokenID]; ok {
+		if tok.revoked || tok.subject != subject || time.Now().After(tok.expires) {
+			return errors.New("inactive")
+		}
+		s.introspectionLocked(r, tok.clientID, tok.subject, tok.uid, tok.scopes, tok.audience, tok.issued, tok.expires)
+		r.TokenType = oidc.BearerToken
+		return nil
 	}
-	r.Scope = tok.scopes
-	r.ClientID = tok.clientID
-	r.TokenType = oidc.BearerToken
-	r.Subject = tok.subject
-	r.Audience = tok.audience
+	// A refresh token that op could decode: only those of a client with
+	// a RefreshIntrospection (the others are random strings).
+	for _, rt := range s.refresh {
+		if rt.id != tokenID {
+			continue
+		}
+		c := s.clients[rt.clientID]
+		if c == nil || c.RefreshIntrospection == "" || rt.subject != subject || time.Now().After(rt.expires) {
+			return errors.New("inactive")
+		}
+		s.introspectionLocked(r, rt.clientID, rt.subject, rt.uid, rt.scopes, c.Audience, rt.issued, rt.expires)
+		switch c.RefreshIntrospection {
+		case RefreshAsTokenUse:
+			r.TokenType = oidc.BearerToken
+			if r.Claims == nil {
+				r.Claims = map[string]any{}
+			}
+			r.Claims["token_use"] = "refresh_token"
+		default:
+			r.TokenType = "refresh_token"
+		}
+		return nil
+	}
+	return errors.New("inactive")
+}
+
+// introspectionLocked fills an active answer; s.mu is held.
+func (s *opStorage) introspectionLocked(r *oidc.IntrospectionResponse, clientID, subject, uid string, scopes, audience []string, issued, expires time.Time) {
+	r.Scope = slices.Clone(scopes)
+	r.ClientID = clientID
+	r.Subject = subject
+	r.Audience = slices.Clone(audience)
 	r.Issuer = s.issuer
-	r.Expiration = oidc.FromTime(tok.expires)
-	r.IssuedAt = oidc.FromTime(tok.issued)
-	r.NotBefore = oidc.FromTime(tok.issued)
-	if c := s.clients[tok.clientID]; c != nil && c.UID != "" {
-		r.Claims = map[string]any{"ext": map[string]any{"uid": c.UID}}
+	r.Expiration = oidc.FromTime(expires)
+	r.IssuedAt = oidc.FromTime(issued)
+	r.NotBefore = oidc.FromTime(issued)
+	if uid != "" {
+		r.Claims = map[string]any{"ext": map[string]any{"uid": uid}}
 	}
-	return nil
 }
 
 func (*opStorage) GetPrivateClaimsFromScopes(context.Context, string, string, []string) (map[string]any, error) {
@@ -276,14 +322,14 @@ func (s *opStorage) ClientCredentialsTokenRequest(_ context.Context, id string, 
 type opClient struct{ c *OPClient }
 
 func (c opClient) GetID() string                     { return c.c.ID }
-func (opClient) RedirectURIs() []string              { return nil }
+func (c opClient) RedirectURIs() []string            { return c.c.RedirectURIs }
 func (opClient) PostLogoutRedirectURIs() []string    { return nil }
 func (opClient) ApplicationType() op.ApplicationType { return op.ApplicationTypeWeb }
 func (c opClient) AuthMethod() oidc.AuthMethod       { return c.c.AuthMethod }
 func (opClient) ResponseTypes() []oidc.ResponseType {
 	return []oidc.ResponseType{oidc.ResponseTypeCode}
 }
-func (opClient) LoginURL(string) string               { return "" }
+func (opClient) LoginURL(id string) string            { return opLoginPath + "?id=" + url.QueryEscape(id) }
 func (opClient) AccessTokenType() op.AccessTokenType  { return op.AccessTokenTypeBearer }
 func (opClient) IDTokenLifetime() time.Duration       { return time.Hour }
 func (opClient) DevMode() bool                        { return true }
@@ -296,9 +342,7 @@ func (opClient) RestrictAdditionalIdTokenScopes() func([]string) []string {
 func (opClient) RestrictAdditionalAccessTokenScopes() func([]string) []string {
 	return func(s []string) []string { return s }
 }
-func (opClient) GrantTypes() []oidc.GrantType {
-	return []oidc.GrantType{oidc.GrantTypeClientCredentials, oidc.GrantTypeRefreshToken}
-}
+func (c opClient) GrantTypes() []oidc.GrantType { return c.c.GrantTypes }
 
 func randomID() string {
 	var b [16]byte
