@@ -205,9 +205,13 @@ func (h *Handler) authenticate(w http.ResponseWriter, r *http.Request) (token st
 		}
 		return "", false, nil, pce.ErrInternal
 	}
-	if claims.UserIgnored {
+	if claims.UserIgnored || claims.UserMissing {
 		h.userWarning.Do(func() {
-			h.logger.Warn("voipnow_pce: the user claim is neither a string nor a number in the introspection answers: such tokens have no user (they may use @me, never a numeric userId); check user_claim (a dotted path such as ext.uid reaches into objects)",
+			what := "is neither a string nor a number in"
+			if claims.UserMissing {
+				what = "is missing from"
+			}
+			h.logger.Warn("voipnow_pce: the user claim "+what+" an introspection answer: such tokens have no user (they may use @me, never a numeric userId); check user_claim (a dotted path such as ext.uid reaches into objects) and what the identity provider puts in its tokens",
 				zap.String("user_claim", h.UserClaim))
 		})
 	}

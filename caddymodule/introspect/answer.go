@@ -73,6 +73,8 @@ func parseAnswer(body []byte, userClaim string) (*Claims, error) {
 		// A claim of another type (an object, a boolean...) means "no
 		// user", never an outage: the caller says so once.
 		c.User, c.UserIgnored = "", true
+	} else if c.Active && c.User == "" {
+		c.UserMissing = true
 	}
 	return c, nil
 }

@@ -35,6 +35,9 @@ type Claims struct {
 	// string nor a number (not kept in Redis: the warning it causes is
 	// once per configuration anyway).
 	UserIgnored bool `json:"-"`
+	// UserMissing is set when an active token's answer has no user claim
+	// (or an empty one): also "no user", also warned of once.
+	UserMissing bool `json:"-"`
 }
 
 // Checks are what a valid token must also satisfy besides being active.

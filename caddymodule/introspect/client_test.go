@@ -168,7 +168,8 @@ func TestAnswers(t *testing.T) {
 			}
 			if got.Active != tt.want.Active || got.Exp != tt.want.Exp || got.Nbf != tt.want.Nbf ||
 				got.User != tt.want.User || !slices.Equal(got.Scopes, tt.want.Scopes) || got.Iat != tt.want.Iat ||
-				!slices.Equal(got.Aud, tt.want.Aud) || got.Iss != tt.want.Iss || got.UserIgnored != tt.want.UserIgnored {
+				!slices.Equal(got.Aud, tt.want.Aud) || got.Iss != tt.want.Iss || got.UserIgnored != tt.want.UserIgnored ||
+				got.UserMissing != (tt.want.Active && tt.want.User == "" && !tt.want.UserIgnored) {
 				t.Errorf("got %+v, want %+v", *got, tt.want)
 			}
 		})
