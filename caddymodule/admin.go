@@ -65,8 +65,9 @@ type revokeAnswer struct {
 	// Memory and Redis count the entries removed from each tier.
 	Memory int `json:"memory"`
 	Redis  int `json:"redis"`
-	// Published counts the caches that told the other instances on Redis.
-	Published int `json:"published"`
+	// Recorded counts the caches whose revocation is in the record every
+	// instance sharing their Redis reads.
+	Recorded int `json:"recorded"`
 	// Error says what could not be done, when the revocation is
 	// incomplete (503): the counts above still say what was.
 	Error string `json:"error,omitempty"`
@@ -136,8 +137,8 @@ func (a *adminAPI) handleRevoke(w http.ResponseWriter, r *http.Request) error {
 		ans.Fingerprints = append(ans.Fingerprints, res.Fingerprint)
 		ans.Memory += res.Memory
 		ans.Redis += res.Redis
-		if res.Published {
-			ans.Published++
+		if res.Recorded {
+			ans.Recorded++
 		}
 		if err != nil && firstErr == nil {
 			firstErr = err
@@ -149,7 +150,7 @@ func (a *adminAPI) handleRevoke(w http.ResponseWriter, r *http.Request) error {
 		return caddy.APIError{HTTPStatus: http.StatusConflict, Err: fmt.Errorf("no voipnow_pce handler is loaded in this Caddy: nothing was revoked")}
 	}
 	a.logger.Info("token revoked", zap.Strings("fingerprints", ans.Fingerprints),
-		zap.Int("memory", ans.Memory), zap.Int("redis", ans.Redis), zap.Int("published", ans.Published))
+		zap.Int("memory", ans.Memory), zap.Int("redis", ans.Redis), zap.Int("recorded", ans.Recorded))
 	status := http.StatusOK
 	if firstErr != nil {
 		// The local tier is purged; Redis or the other instances may not be.

@@ -3,10 +3,15 @@ package caddymodule
 import (
 	"context"
 	"crypto/sha256"
+	"crypto/tls"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"net"
 	"net/url"
+	"strings"
+	"sync"
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
@@ -64,6 +69,9 @@ type cacheIdentity struct {
 	MasterName   string        `json:"master_name"`
 	RedisTimeout time.Duration `json:"redis_timeout"`
 	KeyPrefix    string        `json:"key_prefix"`
+	RedisTLSHash string        `json:"redis_tls_hash"`
+	MinReplicas  int           `json:"min_replicas"`
+	Grace        time.Duration `json:"revocation_grace"`
 }
 
 // budgetFor is the miss budget of a configuration; nil when off.
@@ -90,8 +98,18 @@ func loadSharedCache(ctx caddy.Context, h *Handler, client *introspect.Client, r
 	clientID := repl.ReplaceKnown(h.ClientID, "")
 	keySecret := repl.ReplaceKnown(h.KeySecret, "")
 	urls := make([]string, len(h.Cache.URLs))
+	useTLS := false
 	for i, u := range h.Cache.URLs {
 		urls[i] = repl.ReplaceKnown(u, "")
+		useTLS = useTLS || strings.HasPrefix(urls[i], "rediss://")
+	}
+	logger := ctx.Logger().Named("cache")
+	redisTLS, redisTLSHash, err := h.Cache.tlsConfig(useTLS)
+	if err != nil {
+		return nil, "", err
+	}
+	if redisTLS != nil && redisTLS.InsecureSkipVerify {
+		logger.Warn("tls_insecure_skip_verify: the Redis servers' certificates are not checked; anyone on the path can read and change the token cache")
 	}
 	id := cacheIdentity{
 		Endpoint:     endpoint,
@@ -114,15 +132,17 @@ func loadSharedCache(ctx caddy.Context, h *Handler, client *introspect.Client, r
 		MasterName:   h.Cache.MasterName,
 		RedisTimeout: time.Duration(h.Cache.Timeout),
 		KeyPrefix:    h.Cache.KeyPrefix,
+		RedisTLSHash: redisTLSHash,
+		MinReplicas:  h.Cache.MinReplicas,
+		Grace:        time.Duration(h.RevocationGrace),
 	}
 	raw, _ := json.Marshal(id)
 	key := string(raw)
 
-	logger := ctx.Logger().Named("cache")
 	val, _, err := sharedCaches.LoadOrNew(key, func() (caddy.Destructor, error) {
 		var rdb redis.UniversalClient
 		if h.Cache.Type == "redis" {
-			opts, err := redisOptions(urls, h.Cache.MasterName, time.Duration(h.Cache.Timeout))
+			opts, err := redisOptions(urls, h.Cache.MasterName, time.Duration(h.Cache.Timeout), redisTLS, logger)
 			if err != nil {
 				return nil, err
 			}
@@ -144,10 +164,12 @@ func loadSharedCache(ctx caddy.Context, h *Handler, client *introspect.Client, r
 			RedisTimeout:  time.Duration(h.Cache.Timeout),
 			// Another instance's call may last the whole timeout: wait
 			// that long for its answer rather than call a second time.
-			LockWait: time.Duration(h.IntrospectionTimeout) + 100*time.Millisecond,
-			LockTTL:  time.Duration(h.IntrospectionTimeout) + time.Second,
-			Logger:   logger,
-			Observer: metricsObserver{},
+			LockWait:        time.Duration(h.IntrospectionTimeout) + 100*time.Millisecond,
+			LockTTL:         time.Duration(h.IntrospectionTimeout) + time.Second,
+			MinReplicas:     h.Cache.MinReplicas,
+			RevocationGrace: time.Duration(h.RevocationGrace),
+			Logger:          logger,
+			Observer:        metricsObserver{},
 		}, newShield(client, h.MaxIntrospections, budgetFor(h.MissBudget)))
 		if err != nil {
 			if rdb != nil {
@@ -168,8 +190,9 @@ func loadSharedCache(ctx caddy.Context, h *Handler, client *introspect.Client, r
 
 // redisOptions turns the configured URLs into go-redis universal options:
 // one URL is a single node; several are a Cluster's seeds; with a master
-// name they are Sentinels. Credentials, db and TLS come from the first URL.
-func redisOptions(urls []string, masterName string, timeout time.Duration) (*redis.UniversalOptions, error) {
+// name they are Sentinels. Credentials and db come from the first URL,
+// TLS from tlsCfg (nil: plain TCP).
+func redisOptions(urls []string, masterName string, timeout time.Duration, tlsCfg *tls.Config, log *zap.Logger) (*redis.UniversalOptions, error) {
 	if len(urls) == 0 {
 		return nil, fmt.Errorf("no Redis URL")
 	}
@@ -191,7 +214,8 @@ func redisOptions(urls []string, masterName string, timeout time.Duration) (*red
 		Username:     first.Username,
 		Password:     first.Password,
 		DB:           first.DB,
-		TLSConfig:    first.TLSConfig,
+		TLSConfig:    tlsCfg,
+		Dialer:       redisDialer(tlsCfg, max(timeout, 250*time.Millisecond), log),
 		DialTimeout:  max(timeout, 250*time.Millisecond),
 		ReadTimeout:  timeout,
 		WriteTimeout: timeout,
@@ -204,6 +228,39 @@ func redisOptions(urls []string, masterName string, timeout time.Duration) (*red
 		opts.SentinelUsername, opts.SentinelPassword = first.Username, first.Password
 	}
 	return opts, nil
+}
+
+// redisDialer dials Redis, with TLS when tlsCfg is set (checking the
+// server's name against the address dialled: the URL's host, a Cluster
+// node's or the master a Sentinel names). A failed handshake is logged
+// with its cause, at most once per 10s: go-redis would report only the
+// deadline of the command that waited for the connection.
+func redisDialer(tlsCfg *tls.Config, timeout time.Duration, log *zap.Logger) func(context.Context, string, string) (net.Conn, error) {
+	var mu sync.Mutex
+	var last time.Time
+	return func(ctx context.Context, network, addr string) (net.Conn, error) {
+		nd := &net.Dialer{Timeout: timeout, KeepAlive: 5 * time.Minute}
+		if tlsCfg == nil {
+			return nd.DialContext(ctx, network, addr)
+		}
+		cfg := tlsCfg.Clone()
+		if host, _, err := net.SplitHostPort(addr); err == nil {
+			cfg.ServerName = host
+		}
+		conn, err := (&tls.Dialer{NetDialer: nd, Config: cfg}).DialContext(ctx, network, addr)
+		if err != nil && !errors.Is(err, context.Canceled) {
+			mu.Lock()
+			warn := time.Since(last) >= 10*time.Second
+			if warn {
+				last = time.Now()
+			}
+			mu.Unlock()
+			if warn {
+				log.Warn("redis TLS connection failed", zap.String("addr", addr), zap.Error(err))
+			}
+		}
+		return conn, err
+	}
 }
 
 // redactURLError names what is wrong with a Redis URL without echoing a

@@ -49,10 +49,15 @@ func init() {
 //	    max_introspections    <n>
 //	    miss_budget           <lookups> <window> | off
 //	    cache                 memory | redis <url...> {
-//	        master_name <name>
-//	        timeout     <duration>
-//	        key_prefix  <prefix>
+//	        master_name     <name>
+//	        timeout         <duration>
+//	        key_prefix      <prefix>
+//	        tls_ca          <file>
+//	        tls_client_cert <cert file> <key file>
+//	        tls_insecure_skip_verify
+//	        min_replicas    <n>
 //	    }
+//	    revocation_grace      <duration>
 //	    cache_size            <n>
 //	    max_ttl               <duration>
 //	    negative_ttl          <duration>
@@ -152,6 +157,8 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			err = oneDuration(d, &h.Skew)
 		case "stale_if_error":
 			err = oneDuration(d, &h.StaleIfError)
+		case "revocation_grace":
+			err = oneDuration(d, &h.RevocationGrace)
 		case "key_secret":
 			err = oneString(d, &h.KeySecret)
 		default:
@@ -277,6 +284,21 @@ func (h *Handler) unmarshalCache(d *caddyfile.Dispenser) error {
 			err = oneDuration(d, &c.Timeout)
 		case "key_prefix":
 			err = oneString(d, &c.KeyPrefix)
+		case "tls_ca":
+			err = oneString(d, &c.TLSCA)
+		case "tls_client_cert":
+			args := d.RemainingArgs()
+			if len(args) != 2 {
+				return d.Errf("voipnow_pce: cache: tls_client_cert needs the certificate and the key files")
+			}
+			c.TLSClientCert, c.TLSClientKey = args[0], args[1]
+		case "tls_insecure_skip_verify":
+			if d.NextArg() {
+				return d.Errf("voipnow_pce: cache: tls_insecure_skip_verify takes no argument")
+			}
+			c.TLSInsecureSkipVerify = true
+		case "min_replicas":
+			err = oneInt(d, &c.MinReplicas, 0)
 		default:
 			return d.Errf("unrecognized voipnow_pce cache subdirective '%s'", name)
 		}

@@ -19,6 +19,7 @@ var metrics = struct {
 	introspection *prometheus.HistogramVec
 	redisErrors   *prometheus.CounterVec
 	breakerOpen   prometheus.Gauge
+	feedDown      prometheus.Gauge
 }{}
 
 func initMetrics() {
@@ -41,6 +42,10 @@ func initMetrics() {
 			Namespace: ns, Subsystem: sub, Name: "redis_errors_total",
 			Help: "Failed Redis operations by operation.",
 		}, []string{"op"})
+		metrics.feedDown = prometheus.NewGauge(prometheus.GaugeOpts{
+			Namespace: ns, Subsystem: sub, Name: "revocation_feed_down",
+			Help: "How many token caches cannot hear the revocation record in Redis right now; 0 when all is well.",
+		})
 		metrics.breakerOpen = prometheus.NewGauge(prometheus.GaugeOpts{
 			Namespace: ns, Subsystem: sub, Name: "redis_breaker_open",
 			Help: "How many token caches have their Redis circuit breaker open (Redis skipped); 0 when all is well.",
@@ -75,7 +80,7 @@ func registerMetrics(reg *prometheus.Registry) {
 	if reg == nil {
 		return
 	}
-	for _, c := range []prometheus.Collector{metrics.decisions, metrics.lookups, metrics.introspection, metrics.redisErrors, metrics.breakerOpen} {
+	for _, c := range []prometheus.Collector{metrics.decisions, metrics.lookups, metrics.introspection, metrics.redisErrors, metrics.breakerOpen, metrics.feedDown} {
 		if err := reg.Register(c); err != nil {
 			var are prometheus.AlreadyRegisteredError
 			if !errors.As(err, &are) {
@@ -116,6 +121,16 @@ func (metricsObserver) BreakerState(open bool) {
 		metrics.breakerOpen.Inc()
 	} else {
 		metrics.breakerOpen.Dec()
+	}
+}
+
+// Feed counts the caches that cannot hear the revocation record, as
+// BreakerState counts open breakers.
+func (metricsObserver) Feed(up bool) {
+	if up {
+		metrics.feedDown.Dec()
+	} else {
+		metrics.feedDown.Inc()
 	}
 }
 

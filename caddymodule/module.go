@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"net/url"
 	"os"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -21,6 +22,7 @@ import (
 
 	"github.com/voipnow-pce/caddy-voipnow-pce/caddymodule/introspect"
 	"github.com/voipnow-pce/caddy-voipnow-pce/caddymodule/pce"
+	"github.com/voipnow-pce/caddy-voipnow-pce/caddymodule/tokencache"
 )
 
 func init() {
@@ -146,6 +148,11 @@ type Handler struct {
 	// long past MaxTTL while the introspection endpoint fails, never past
 	// exp. Default: 0 (off).
 	StaleIfError caddy.Duration `json:"stale_if_error,omitempty"`
+	// RevocationGrace bounds how long in-process answers are trusted
+	// after the revocation record in Redis was last heard; past it a
+	// cached token is checked again with the endpoint, once per token per
+	// grace. Only with Redis. Default: 10s.
+	RevocationGrace caddy.Duration `json:"revocation_grace,omitempty"`
 	// KeySecret keys the HMAC-SHA256 that turns tokens into cache keys
 	// (SHA-256 when empty). Placeholders are resolved at load.
 	KeySecret string `json:"key_secret,omitempty"`
@@ -232,9 +239,56 @@ type CacheConfig struct {
 	MasterName string `json:"master_name,omitempty"`
 	// Timeout bounds each Redis call. Default: 100ms.
 	Timeout caddy.Duration `json:"timeout,omitempty"`
-	// KeyPrefix starts every Redis key and the revocation channel's name.
+	// KeyPrefix starts every Redis key (the revocation record's too).
 	// Default: "voipnow_pce:".
 	KeyPrefix string `json:"key_prefix,omitempty"`
+	// TLSCA is a PEM file of the CA certificates that the Redis servers'
+	// certificates must chain to (rediss:// URLs), instead of the
+	// system's roots. Read at load.
+	TLSCA string `json:"tls_ca,omitempty"`
+	// TLSClientCert and TLSClientKey are PEM files of the certificate and
+	// key presented to Redis (tls-auth-clients). Read at load.
+	TLSClientCert string `json:"tls_client_cert,omitempty"`
+	TLSClientKey  string `json:"tls_client_key,omitempty"`
+	// TLSInsecureSkipVerify turns the check of the Redis servers'
+	// certificates off, with a warning at every load. A URL's own
+	// skip_verify is refused.
+	TLSInsecureSkipVerify bool `json:"tls_insecure_skip_verify,omitempty"`
+	// MinReplicas, when positive, makes a revocation answer 200 only once
+	// that many replicas acknowledged its record (WAIT, within 1s), so
+	// that a failover cannot drop it; 503 otherwise. Default: 0.
+	MinReplicas int `json:"min_replicas,omitempty"`
+}
+
+// tlsConfig reads the TLS files of the Redis connections; nil without
+// rediss:// and any option. An error names the subdirective.
+func (c *CacheConfig) tlsConfig(useTLS bool) (*tls.Config, string, error) {
+	if !useTLS {
+		return nil, "", nil
+	}
+	cfg := &tls.Config{MinVersion: tls.VersionTLS12, InsecureSkipVerify: c.TLSInsecureSkipVerify}
+	digest := []string{strconv.FormatBool(c.TLSInsecureSkipVerify)}
+	if c.TLSCA != "" {
+		pemData, err := os.ReadFile(c.TLSCA)
+		if err != nil {
+			return nil, "", fmt.Errorf("tls_ca: %w", err)
+		}
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM(pemData) {
+			return nil, "", fmt.Errorf("tls_ca: no PEM certificate in %s", c.TLSCA)
+		}
+		cfg.RootCAs = pool
+		digest = append(digest, string(pemData))
+	}
+	if c.TLSClientCert != "" {
+		cert, err := tls.LoadX509KeyPair(c.TLSClientCert, c.TLSClientKey)
+		if err != nil {
+			return nil, "", fmt.Errorf("tls_client_cert: %w", err)
+		}
+		cfg.Certificates = []tls.Certificate{cert}
+		digest = append(digest, string(cert.Certificate[0]))
+	}
+	return cfg, hashOf(digest...), nil
 }
 
 // CaddyModule returns the Caddy module information.
@@ -410,6 +464,9 @@ func (h *Handler) setDefaults() {
 	if h.Cache.KeyPrefix == "" {
 		h.Cache.KeyPrefix = defaultKeyPrefix
 	}
+	if h.RevocationGrace == 0 {
+		h.RevocationGrace = caddy.Duration(tokencache.DefaultRevocationGrace)
+	}
 }
 
 // Validate refuses a configuration that cannot work, naming the
@@ -513,6 +570,9 @@ func (h *Handler) Validate() error {
 	if h.StaleIfError < 0 {
 		bad("stale_if_error", "must not be negative")
 	}
+	if h.RevocationGrace <= 0 {
+		bad("revocation_grace", "must be positive")
+	}
 	if h.CacheSize < -1 {
 		bad("cache_size", "must be positive, or -1 to turn the in-process tier off")
 	}
@@ -535,6 +595,32 @@ func (h *Handler) Validate() error {
 		}
 		if h.Cache.Timeout <= 0 {
 			bad("cache", "timeout must be positive")
+		}
+		tlsURLs := 0
+		for _, u := range h.Cache.URLs {
+			p, err := url.Parse(u)
+			if err != nil {
+				continue
+			}
+			if p.Scheme == "rediss" {
+				tlsURLs++
+			}
+			if p.Query().Has("skip_verify") {
+				bad("cache", "skip_verify in a Redis URL is refused (it would turn certificate checks off silently); tls_insecure_skip_verify does it, with a warning")
+			}
+		}
+		hasTLSOption := h.Cache.TLSCA != "" || h.Cache.TLSClientCert != "" || h.Cache.TLSInsecureSkipVerify
+		if hasTLSOption && tlsURLs != len(h.Cache.URLs) {
+			bad("cache", "tls_ca, tls_client_cert and tls_insecure_skip_verify need rediss:// URLs")
+		}
+		if tlsURLs != 0 && tlsURLs != len(h.Cache.URLs) {
+			bad("cache", "mixes redis:// and rediss:// URLs; TLS is all or nothing")
+		}
+		if (h.Cache.TLSClientCert == "") != (h.Cache.TLSClientKey == "") {
+			bad("cache", "tls_client_cert needs the certificate and the key files")
+		}
+		if h.Cache.MinReplicas < 0 {
+			bad("cache", "min_replicas must not be negative")
 		}
 	default:
 		bad("cache", "unknown type %q (use memory or redis)", h.Cache.Type)

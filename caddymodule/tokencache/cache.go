@@ -87,6 +87,17 @@ type Config struct {
 	// the owner's answer before introspecting itself: as long as the
 	// owner's call may last (the introspection timeout). Default 2s.
 	LockWait time.Duration
+	// MinReplicas, when positive, makes a revocation succeed only once
+	// that many replicas acknowledged it (WAIT), so that a failover cannot
+	// drop it.
+	MinReplicas int
+	// RevocationGrace bounds how long in-process answers are trusted
+	// after the revocation record was last heard (with Redis); past it an
+	// entry is checked again, once per token per grace. Default 10s.
+	RevocationGrace time.Duration
+	// Heartbeat is how long one read of the revocation record blocks: the
+	// record is heard, or found silent, at least this often. Default 1s.
+	Heartbeat time.Duration
 	// Logger receives Redis trouble (Warn, rate-limited); nil for none.
 	Logger *zap.Logger
 	// Observer receives metrics events; nil for none.
@@ -100,12 +111,17 @@ type Config struct {
 type Observer interface {
 	// Lookup reports a lookup in tier ("memory", "redis") with result
 	// "hit", "miss", "negative" (a cached inactive answer), "stale" (served
-	// past its expiry because the endpoint failed) or "coalesced" (answered
-	// by another caller's introspection).
+	// past its expiry because the endpoint failed), "coalesced" (answered
+	// by another caller's introspection) or "unheard" (an in-process entry
+	// checked again because the revocation record was not heard within
+	// the grace).
 	Lookup(tier string, result string)
 	// RedisError reports a failed Redis call; op is "get", "set", "lock",
-	// "del" or "publish".
+	// "del", "publish", "revoke" or "feed".
 	RedisError(op string)
+	// Feed reports the revocation record heard (true) or not heard
+	// (false) by this instance.
+	Feed(up bool)
 	// BreakerState reports the Redis circuit breaker opening (true: Redis
 	// is skipped) or closing (false).
 	BreakerState(open bool)
@@ -119,6 +135,7 @@ type nopObserver struct{}
 
 func (nopObserver) Lookup(string, string)               {}
 func (nopObserver) RedisError(string)                   {}
+func (nopObserver) Feed(bool)                           {}
 func (nopObserver) BreakerState(bool)                   {}
 func (nopObserver) Introspection(string, time.Duration) {}
 
@@ -138,10 +155,16 @@ type Cache struct {
 	// epoch changes on every revocation: a flight that started before one
 	// does not store its answer, which may predate the revocation.
 	epoch atomic.Uint64
+	// heard is when the revocation record was last read (Unix ns by
+	// c.now; 0 before the first read).
+	heard     atomic.Int64
+	grace     time.Duration
+	heartbeat time.Duration
+	feedReady chan struct{} // closed when the record is first read
 
 	closeOnce sync.Once
 	done      chan struct{}
-	subReady  chan struct{} // closed when the revocation channel is first subscribed (tests)
+	subReady  chan struct{} // closed when the filled channel is first subscribed (tests)
 
 	// waiters are the local flights waiting for another instance's answer,
 	// by key hash: a message on the filled channel wakes them.
@@ -162,10 +185,14 @@ func New(cfg Config, upstream introspect.Introspector) (*Cache, error) {
 		"MaxTTL": cfg.MaxTTL, "Skew": cfg.Skew, "NegativeTTL": cfg.NegativeTTL,
 		"StaleIfError": cfg.StaleIfError, "RedisTimeout": cfg.RedisTimeout,
 		"LockTTL": cfg.LockTTL, "LockWait": cfg.LockWait,
+		"RevocationGrace": cfg.RevocationGrace, "Heartbeat": cfg.Heartbeat,
 	} {
 		if d < 0 {
 			return nil, fmt.Errorf("tokencache: %s must not be negative", name)
 		}
+	}
+	if cfg.MinReplicas < 0 {
+		return nil, errors.New("tokencache: MinReplicas must not be negative")
 	}
 	if cfg.MemoryEntries < -1 {
 		return nil, errors.New("tokencache: MemoryEntries must be positive, 0 for the default or -1 for none")
@@ -191,6 +218,12 @@ func New(cfg Config, upstream introspect.Introspector) (*Cache, error) {
 	if cfg.LockWait == 0 {
 		cfg.LockWait = DefaultLockWait
 	}
+	if cfg.RevocationGrace == 0 {
+		cfg.RevocationGrace = DefaultRevocationGrace
+	}
+	if cfg.Heartbeat == 0 {
+		cfg.Heartbeat = DefaultHeartbeat
+	}
 	if cfg.Logger == nil {
 		cfg.Logger = zap.NewNop()
 	}
@@ -211,6 +244,10 @@ func New(cfg Config, upstream introspect.Introspector) (*Cache, error) {
 		subReady: make(chan struct{}),
 		waiters:  map[string][]chan struct{}{},
 		poll:     lockPoll,
+
+		grace:     cfg.RevocationGrace,
+		heartbeat: cfg.Heartbeat,
+		feedReady: make(chan struct{}),
 	}
 	if cfg.MemoryEntries > 0 {
 		c.mem = newMemory(cfg.MemoryEntries)
@@ -249,7 +286,8 @@ func (c *Cache) Fingerprint(token string) string {
 func (c *Cache) Introspect(ctx context.Context, token string) (*introspect.Claims, error) {
 	hash := c.keys.hash(token)
 	if c.mem != nil {
-		if e, fresh := c.mem.get(hash, c.now().UnixNano()); fresh {
+		now := c.now().UnixNano()
+		if e, fresh := c.mem.get(hash, now); fresh && c.trusted(e, now) {
 			if e.negative() {
 				c.obs.Lookup("memory", "negative")
 			} else {
@@ -259,8 +297,11 @@ func (c *Cache) Introspect(ctx context.Context, token string) (*introspect.Claim
 				c.writeBehind(e)
 			}
 			return e.claims, nil
+		} else if fresh {
+			c.obs.Lookup("memory", "unheard")
+		} else {
+			c.obs.Lookup("memory", "miss")
 		}
-		c.obs.Lookup("memory", "miss")
 	}
 
 	// One flight per key hash: concurrent misses share one lookup. The
@@ -291,7 +332,8 @@ func (c *Cache) Introspect(ctx context.Context, token string) (*introspect.Claim
 func (c *Cache) fill(ctx context.Context, hash, token string) (*introspect.Claims, error) {
 	epoch := c.epoch.Load()
 	if c.mem != nil {
-		if e, fresh := c.mem.get(hash, c.now().UnixNano()); fresh {
+		now := c.now().UnixNano()
+		if e, fresh := c.mem.get(hash, now); fresh && c.trusted(e, now) {
 			return e.claims, nil
 		}
 	}
@@ -433,7 +475,9 @@ func (c *Cache) redisHit(hash string, claims *introspect.Claims, ttl time.Durati
 	}
 	c.obs.Lookup("redis", result)
 	if c.mem != nil {
-		e := &entry{key: hash, claims: claims, expires: expires.UnixNano()}
+		// What Redis holds is as good as a new answer: a revocation deletes
+		// it before it is acknowledged.
+		e := &entry{key: hash, claims: claims, expires: expires.UnixNano(), checked: now.UnixNano()}
 		e.stale = e.expires
 		if claims.Active {
 			e.stale = c.staleLimit(claims, e.expires)
@@ -479,8 +523,9 @@ func (c *Cache) stale(hash string, err error) *introspect.Claims {
 	if c.cfg.StaleIfError <= 0 || c.mem == nil || !errors.Is(err, introspect.ErrUnavailable) {
 		return nil
 	}
-	e, _ := c.mem.get(hash, c.now().UnixNano())
-	if e == nil || e.negative() {
+	now := c.now().UnixNano()
+	e, _ := c.mem.get(hash, now)
+	if e == nil || e.negative() || !c.trusted(e, now) {
 		return nil
 	}
 	c.obs.Lookup("memory", "stale")
@@ -524,7 +569,7 @@ func (c *Cache) store(ctx context.Context, hash string, claims *introspect.Claim
 	}
 	var e *entry
 	if c.mem != nil {
-		e = &entry{key: hash, claims: claims, expires: now.Add(ttl).UnixNano()}
+		e = &entry{key: hash, claims: claims, expires: now.Add(ttl).UnixNano(), checked: now.UnixNano()}
 		e.stale = e.expires
 		if claims.Active {
 			e.stale = c.staleLimit(claims, e.expires)

@@ -75,7 +75,7 @@ func TestRedisCluster(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if res.Redis != 1 || !res.Published {
+		if res.Redis != 1 || !res.Recorded {
 			t.Fatalf("revoke %s by fingerprint: %+v", tok, res)
 		}
 		hash := b.keys.hash(tok)

@@ -76,6 +76,7 @@ type recorder struct {
 	lookups     map[string]int // "tier/result"
 	redisErrors map[string]int
 	breaker     []bool
+	feed        []bool
 	intro       map[string]int
 }
 
@@ -99,6 +100,12 @@ func (r *recorder) BreakerState(open bool) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.breaker = append(r.breaker, open)
+}
+
+func (r *recorder) Feed(up bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.feed = append(r.feed, up)
 }
 
 func (r *recorder) Introspection(outcome string, _ time.Duration) {

@@ -15,6 +15,7 @@ type entry struct {
 	claims  *introspect.Claims
 	expires int64 // Unix ns: a normal lookup treats the entry as a miss from here on
 	stale   int64 // Unix ns, >= expires: the entry may serve as a stale answer until here
+	checked int64 // Unix ns: when the answer came from the endpoint or Redis
 	ref     atomic.Bool
 	// pending is set while the answer is not in Redis because Redis was
 	// skipped or failed when it was stored; a later hit writes it behind.

@@ -45,7 +45,6 @@ type redisTier struct {
 
 func (r *redisTier) key(hash string) string     { return r.prefix + hash }
 func (r *redisTier) lockKey(hash string) string { return r.prefix + "lock:" + hash }
-func (r *redisTier) channel() string            { return r.prefix + "revoke" }
 
 // filledChannel carries the key hash of each answer an instance stored
 // (or gave up on) while holding the lock: it wakes the other instances'

@@ -9,7 +9,6 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
-	"go.uber.org/zap"
 )
 
 // revokeTimeout bounds each Redis call of a revocation (an admin action,
@@ -26,24 +25,26 @@ type RevokeResult struct {
 	Memory int
 	// Redis is the number of entries removed from Redis.
 	Redis int
-	// Published reports whether the other instances were told to drop
-	// their in-process entries.
-	Published bool
+	// Recorded reports whether the revocation is in the record every
+	// instance sharing the Redis reads (acknowledged by MinReplicas
+	// replicas when set).
+	Recorded bool
 }
 
 // Revoke purges a token's cached answers: by token, or by fingerprint (a
 // prefix of 12 to 64 hex characters of the key hash, as the logs show;
 // every matching entry goes). Exactly one of token and fingerprint must be
 // given. It removes the entries from the in-process tier and Redis and
-// publishes the revocation so that every instance sharing the Redis drops
-// its in-process entries. The in-process tier is purged even when Redis
-// fails; the error says what is incomplete.
+// appends the revocation to the record, from which every instance sharing
+// the Redis drops its in-process entries, also one that hears it late.
+// The in-process tier is purged even when Redis fails; the error says
+// what is incomplete.
 func (c *Cache) Revoke(ctx context.Context, token, fingerprint string) (RevokeResult, error) {
 	var res RevokeResult
 	if (token == "") == (fingerprint == "") {
 		return res, errors.New("tokencache: give exactly one of token and fingerprint")
 	}
-	var target string // what is published: the full hash or the prefix
+	var target string // what is recorded: the full hash or the prefix
 	if token != "" {
 		target = c.keys.hash(token)
 		res.Fingerprint = target[:fingerprintLen]
@@ -61,29 +62,16 @@ func (c *Cache) Revoke(ctx context.Context, token, fingerprint string) (RevokeRe
 	if c.redis == nil {
 		return res, nil
 	}
-
-	var errs []error
-	n, err := c.redis.deleteMatching(ctx, target)
+	n, err := c.redis.revoke(ctx, target, c.cfg.MinReplicas)
 	res.Redis = n
-	if err != nil {
-		c.redis.fail("del", err)
-		errs = append(errs, fmt.Errorf("delete from Redis: %w", err))
-	}
-	pctx, cancel := context.WithTimeout(ctx, revokeTimeout)
-	err = c.redis.rdb.Publish(pctx, c.redis.channel(), target).Err()
-	cancel()
-	if err != nil {
-		c.redis.fail("publish", err)
-		errs = append(errs, fmt.Errorf("publish to other instances: %w", err))
-	} else {
-		res.Published = true
-	}
 	// A flight that was storing while we deleted may have won the race;
 	// one more local pass is cheap.
 	res.Memory += c.dropLocal(target)
-	if len(errs) > 0 {
-		return res, fmt.Errorf("tokencache: revocation of %s incomplete: %w", res.Fingerprint, errors.Join(errs...))
+	if err != nil {
+		c.redis.fail("revoke", err)
+		return res, fmt.Errorf("tokencache: revocation of %s not recorded: %w", res.Fingerprint, err)
 	}
+	res.Recorded = true
 	return res, nil
 }
 
@@ -104,8 +92,10 @@ func (c *Cache) dropLocal(target string) int {
 
 // deleteMatching deletes the Redis entry for a full key hash, or every
 // entry whose hash starts with a fingerprint (SCAN on every master of a
-// Cluster). It bypasses the breaker: a revocation must at least try.
-func (r *redisTier) deleteMatching(ctx context.Context, target string) (int, error) {
+// Cluster), each batch in one round trip ending with a WAIT for
+// minReplicas when positive. It bypasses the breaker: a revocation must
+// at least try.
+func (r *redisTier) deleteMatching(ctx context.Context, target string, minReplicas int) (int, error) {
 	if len(target) == 64 {
 		dctx, cancel := context.WithTimeout(ctx, revokeTimeout)
 		defer cancel()
@@ -113,22 +103,23 @@ func (r *redisTier) deleteMatching(ctx context.Context, target string) (int, err
 		return int(n), err
 	}
 	pattern := globEscape(r.prefix) + target + "*"
-	scan := func(ctx context.Context, node redis.Cmdable) (int, error) {
+	scan := func(ctx context.Context, node redis.UniversalClient) (int, error) {
 		var cursor uint64
 		n := 0
 		for {
 			sctx, cancel := context.WithTimeout(ctx, revokeTimeout)
 			keys, next, err := node.Scan(sctx, cursor, pattern, 1000).Result()
-			if err == nil {
-				for _, k := range keys {
-					// One key per DEL: on a Cluster, keys of one node may
-					// still be in different slots.
-					var d int64
-					d, err = node.Del(sctx, k).Result()
-					if err != nil {
-						break
+			if err == nil && len(keys) > 0 {
+				// One key per DEL: on a Cluster, keys of one node may
+				// still be in different slots.
+				dels := make([]*redis.IntCmd, len(keys))
+				err = onConn(sctx, node, minReplicas, func(pipe redis.Pipeliner) {
+					for i, k := range keys {
+						dels[i] = pipe.Del(sctx, k)
 					}
-					n += int(d)
+				})
+				for _, d := range dels {
+					n += int(d.Val())
 				}
 			}
 			cancel()
@@ -166,69 +157,56 @@ func globEscape(s string) string {
 	return b.String()
 }
 
-// Start starts the revocation subscriber (with Redis): it drops the
-// in-process entries every instance's Revoke publishes, until ctx ends or
-// Close. go-redis reconnects and resubscribes by itself after an outage;
-// since revocations published meanwhile were missed, the in-process tier
-// is cleared on each resubscription.
+// Start starts the readers (with Redis): the revocation record's, and the
+// subscription to the filled channel that wakes the waiters of
+// cross-instance flights. Both run until ctx ends or Close; neither delays
+// Start when Redis is unreachable.
 func (c *Cache) Start(ctx context.Context) {
 	if c.redis == nil {
 		return
 	}
-	c.wg.Add(1)
+	c.wg.Add(2)
 	go func() {
 		defer c.wg.Done()
-		// Subscribing here, not in Start, keeps an unreachable Redis from
-		// delaying Start; go-redis keeps trying.
-		sub := c.redis.rdb.Subscribe(ctx, c.redis.channel(), c.redis.filledChannel())
-		defer sub.Close()
-		msgs := sub.ChannelWithSubscriptions(
-			redis.WithChannelHealthCheckInterval(time.Second),
-			redis.WithChannelPingTimeout(time.Second),
-			redis.WithChannelReconnectTimeout(time.Second),
-		)
-		subscribed := false
-		for {
-			select {
-			case <-ctx.Done():
+		c.runFeed(ctx)
+	}()
+	go func() {
+		defer c.wg.Done()
+		c.runFilled(ctx)
+	}()
+}
+
+// runFilled wakes local waiters on the owner's message. A lost message
+// costs a waiter one safety poll (lockPoll), nothing more: go-redis
+// resubscribes by itself.
+func (c *Cache) runFilled(ctx context.Context) {
+	sub := c.redis.rdb.Subscribe(ctx, c.redis.filledChannel())
+	defer sub.Close()
+	msgs := sub.ChannelWithSubscriptions(
+		redis.WithChannelHealthCheckInterval(time.Second),
+		redis.WithChannelPingTimeout(time.Second),
+		redis.WithChannelReconnectTimeout(time.Second),
+	)
+	subscribed := false
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-c.done:
+			return
+		case m, ok := <-msgs:
+			if !ok {
 				return
-			case <-c.done:
-				return
-			case m, ok := <-msgs:
-				if !ok {
-					return
-				}
-				switch m := m.(type) {
-				case *redis.Subscription:
-					if m.Kind != "subscribe" || m.Channel != c.redis.channel() {
-						continue
-					}
-					if subscribed {
-						c.epoch.Add(1)
-						n := 0
-						if c.mem != nil {
-							n = c.mem.clear()
-						}
-						c.log.Info("revocation channel resubscribed after a Redis outage; cleared the in-process cache, since revocations may have been missed",
-							zap.Int("entries", n))
-					}
-					if !subscribed {
-						close(c.subReady)
-					}
+			}
+			switch m := m.(type) {
+			case *redis.Subscription:
+				if m.Kind == "subscribe" && !subscribed {
 					subscribed = true
-				case *redis.Message:
-					if m.Channel == c.redis.filledChannel() {
-						c.wake(m.Payload)
-						continue
-					}
-					target := m.Payload
-					if !ValidFingerprint(target) {
-						continue
-					}
-					c.epoch.Add(1)
-					c.dropLocal(target)
+					close(c.subReady)
 				}
+			case *redis.Message:
+				c.wake(m.Payload)
 			}
 		}
-	}()
+	}
 }
