@@ -4,6 +4,7 @@
 package e2e
 
 import (
+	"bufio"
 	"context"
 	"encoding/json"
 	"io"
@@ -13,6 +14,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -223,4 +225,52 @@ func TestLocalStackServesThePageExample(t *testing.T) {
 	if strings.Contains(string(logged), tok.AccessToken) {
 		t.Error("the token appears in the stack's logs")
 	}
+
+	// A client dripping its body, one byte every 2s, is cut off by
+	// Caddyfile.example's read_body timeout instead of holding the
+	// connection for the whole body (2 minutes here) and being forwarded.
+	status, elapsed := slowDrip(t, "127.0.0.1:8080", tok.AccessToken, body, 2*time.Second)
+	t.Logf("slow-drip client: %q after %s", status, elapsed.Round(100*time.Millisecond))
+	if strings.Contains(status, " 200 ") {
+		t.Errorf("a slow-drip update was answered %q: forwarded", status)
+	}
+	if elapsed > time.Minute {
+		t.Errorf("a slow-drip client held the connection for %s", elapsed)
+	}
+}
+
+// slowDrip sends an update whose body comes one byte every gap and
+// returns the status line the gateway answered (or "" when it closed
+// the connection) and when.
+func slowDrip(t *testing.T, addr, token, body string, gap time.Duration) (string, time.Duration) {
+	t.Helper()
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	start := time.Now()
+	head := "PUT /uapi/extensions/@me/0003*210/phoneCallEvents/0/NqeyDRqo4FtabmFj8gNWq3hsiGNYyq HTTP/1.1\r\n" +
+		"Host: 127.0.0.1:8080\r\nAuthorization: Bearer " + token + "\r\nContent-Type: application/json\r\n" +
+		"Content-Length: " + strconv.Itoa(len(body)) + "\r\n\r\n"
+	if _, err := c.Write([]byte(head)); err != nil {
+		t.Fatal(err)
+	}
+	stop := make(chan struct{})
+	defer close(stop)
+	go func() {
+		for i := range len(body) {
+			if _, err := c.Write([]byte{body[i]}); err != nil {
+				return
+			}
+			select {
+			case <-stop:
+				return
+			case <-time.After(gap):
+			}
+		}
+	}()
+	_ = c.SetReadDeadline(time.Now().Add(3 * time.Minute))
+	line, _ := bufio.NewReader(c).ReadString('\n')
+	return strings.TrimSpace(line), time.Since(start)
 }
