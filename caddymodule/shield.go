@@ -23,7 +23,9 @@ const (
 	// before it is a 503.
 	slotWait = 250 * time.Millisecond
 	// maxTracked bounds the addresses the budget remembers; past it, the
-	// addresses whose budget is whole again are forgotten.
+	// addresses whose budget is whole again are forgotten (one sweep per
+	// window), and a new address finding the table still full is over
+	// budget until the next sweep.
 	maxTracked = 100_000
 )
 
@@ -95,12 +97,15 @@ func clientAddr(ctx context.Context) netip.Addr {
 type missBudget struct {
 	n      int
 	window time.Duration
+	max    int // addresses tracked at most
 	mu     sync.Mutex
 	addrs  map[netip.Addr]*rate.Limiter
+	swept  time.Time // the last sweep of a full table
+	sweeps int       // how many (tests)
 }
 
 func newMissBudget(n int, window time.Duration) *missBudget {
-	return &missBudget{n: n, window: window, addrs: map[netip.Addr]*rate.Limiter{}}
+	return &missBudget{n: n, window: window, max: maxTracked, addrs: map[netip.Addr]*rate.Limiter{}}
 }
 
 // spend takes one lookup from addr's budget; when there is none left, it
@@ -110,8 +115,19 @@ func (b *missBudget) spend(addr netip.Addr) (time.Duration, bool) {
 	b.mu.Lock()
 	l := b.addrs[addr]
 	if l == nil {
-		if len(b.addrs) >= maxTracked {
+		if len(b.addrs) >= b.max && now.Sub(b.swept) >= b.window {
+			// At most one sweep per window: a flood of new addresses
+			// does not make every lookup walk the table.
+			b.swept = now
+			b.sweeps++
 			b.forgetWhole(now)
+		}
+		if len(b.addrs) >= b.max {
+			// Still full: that many addresses are spending their budget
+			// right now. A new one waits for the next sweep rather than
+			// grow the table without bound (or be let through unchecked).
+			b.mu.Unlock()
+			return max(b.window-now.Sub(b.swept), time.Second), false
 		}
 		l = rate.NewLimiter(rate.Every(b.window/time.Duration(b.n)), b.n)
 		b.addrs[addr] = l
