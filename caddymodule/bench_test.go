@@ -306,6 +306,57 @@ func BenchmarkServeHTTPListHit(b *testing.B) {
 	runServe(b, h, br, http.StatusOK)
 }
 
+// BenchmarkServeHTTPMiss: every request a new token, miss_budget off:
+// the whole miss path (both tiers, one loopback introspection call, the
+// shield's max_introspections slot) per request.
+func BenchmarkServeHTTPMiss(b *testing.B) {
+	h, calls := benchHandler(b, func(h *Handler) { h.MissBudget = &MissBudget{Off: true} })
+	w := &benchWriter{header: http.Header{}}
+	i := 0
+	b.ReportAllocs()
+	b.ResetTimer()
+	for b.Loop() {
+		i++
+		br := newBenchRequest(http.MethodPut, benchPath, benchToken+strconv.Itoa(i), benchPayload)
+		if err := h.ServeHTTP(w.reset(), br.reset(), benchNext); err != nil || w.status != http.StatusOK {
+			b.Fatalf("status %d, err %v", w.status, err)
+		}
+	}
+	b.StopTimer()
+	if n := calls.Load(); n != int64(i) {
+		b.Fatalf("introspection calls = %d for %d new tokens", n, i)
+	}
+}
+
+// BenchmarkServeHTTPOverBudget: one address sending new tokens past the
+// default miss budget: the 429 costs no introspection call.
+func BenchmarkServeHTTPOverBudget(b *testing.B) {
+	h, calls := benchHandler(b, nil)
+	w := &benchWriter{header: http.Header{}}
+	i := 0
+	for range defaultMissBudget { // spend the budget first
+		i++
+		br := newBenchRequest(http.MethodPut, benchPath, benchToken+strconv.Itoa(i), benchPayload)
+		_ = h.ServeHTTP(w.reset(), br.reset(), benchNext)
+	}
+	before := calls.Load()
+	b.ReportAllocs()
+	b.ResetTimer()
+	for b.Loop() {
+		i++
+		br := newBenchRequest(http.MethodPut, benchPath, benchToken+strconv.Itoa(i), benchPayload)
+		if err := h.ServeHTTP(w.reset(), br.reset(), benchNext); err != nil || w.status != http.StatusTooManyRequests {
+			// The bucket refills at 50/s: a slow iteration may get one
+			// more lookup through; it must then be a 200.
+			if w.status != http.StatusOK {
+				b.Fatalf("status %d, err %v", w.status, err)
+			}
+		}
+	}
+	b.StopTimer()
+	b.ReportMetric(float64(calls.Load()-before)/float64(b.N), "introspections/op")
+}
+
 // countingUpstream answers active for every token and counts its calls.
 type countingUpstream struct {
 	calls atomic.Int64
