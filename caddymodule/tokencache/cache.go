@@ -161,6 +161,12 @@ type Cache struct {
 	grace     time.Duration
 	heartbeat time.Duration
 	feedReady chan struct{} // closed when the record is first read
+	// recent are the last entries of the record this instance read or
+	// made, oldest first (see remember).
+	recentMu sync.Mutex
+	recent   []feedEntry
+	own      []feedEntry // recorded by Revoke, not yet read back (verifyOwn)
+	started  atomic.Bool // Start ran: a reader will verify own entries
 
 	closeOnce sync.Once
 	done      chan struct{}

@@ -92,7 +92,7 @@ func TestRevocationsSurviveFailover(t *testing.T) {
 			// Every acknowledged revocation holds on both instances: not in
 			// memory, and a lookup (memory, then Redis, then the endpoint)
 			// refuses it.
-			eventually(t, 5*time.Second, "every acknowledged revocation to hold", func() bool {
+			held := func() bool {
 				for _, i := range acked {
 					for _, c := range caches {
 						if inMemory(c, tok(i)) {
@@ -101,7 +101,32 @@ func TestRevocationsSurviveFailover(t *testing.T) {
 					}
 				}
 				return true
-			})
+			}
+			deadline := time.Now().Add(5 * time.Second)
+			for !held() && time.Now().Before(deadline) {
+				time.Sleep(10 * time.Millisecond)
+			}
+			if !held() {
+				// What is left, and where it came from.
+				rdb := sentinelClient(t, ss)
+				ctx := context.Background()
+				record, _ := rdb.XRange(ctx, caches[0].redis.recordKey(), "-", "+").Result()
+				inRecord := map[string]int{}
+				for _, m := range record {
+					t, _ := m.Values["t"].(string)
+					inRecord[t]++
+				}
+				for _, i := range acked {
+					for n, c := range caches {
+						if inMemory(c, tok(i)) {
+							h := c.keys.hash(tok(i))
+							t.Errorf("%s (revoked by instance %d) still in instance %d's memory; in Redis: %d; in the record: %d times",
+								tok(i), i%2, n, rdb.Exists(ctx, c.redis.key(h)).Val(), inRecord[h])
+						}
+					}
+				}
+				t.FailNow()
+			}
 			t.Logf("held on both instances %s after the fault settled", time.Since(settled).Round(time.Millisecond))
 			wrong := 0
 			for _, i := range acked {

@@ -34,6 +34,9 @@ const (
 	replicaWait = time.Second
 	// feedBatch is the most entries one read takes.
 	feedBatch = 512
+	// reattachRewind is how far back a reader reads again when it
+	// attaches after a gap: more than a failover takes.
+	reattachRewind = 30 * time.Second
 	// recentEntries is how many of the last entries read an instance
 	// keeps, to record them again if a failover drops them.
 	recentEntries = 4096
@@ -49,12 +52,12 @@ func (r *redisTier) epochKey() string  { return r.prefix + "{revocations}:epoch"
 // hash and the record in one round trip. With minReplicas, it then waits
 // until that many replicas acknowledged the writes. It returns the number
 // of entries deleted.
-func (r *redisTier) revoke(ctx context.Context, target string, minReplicas int) (int, error) {
+func (r *redisTier) revoke(ctx context.Context, target string, minReplicas int) (int, string, error) {
 	deleted := 0
 	if len(target) != 64 {
 		n, err := r.deleteMatching(ctx, target, minReplicas)
 		if err != nil {
-			return n, fmt.Errorf("delete from Redis: %w", err)
+			return n, "", fmt.Errorf("delete from Redis: %w", err)
 		}
 		deleted = n
 	}
@@ -67,6 +70,7 @@ func (r *redisTier) revoke(ctx context.Context, target string, minReplicas int) 
 		Values: []string{"t", target},
 	}
 	var del *redis.IntCmd
+	var id *redis.StringCmd
 	cc, cluster := r.rdb.(*redis.ClusterClient)
 	if !cluster {
 		// One connection: WAIT counts from its last write, which follows
@@ -75,15 +79,15 @@ func (r *redisTier) revoke(ctx context.Context, target string, minReplicas int) 
 			if len(target) == 64 {
 				del = pipe.Del(ctx, r.key(target))
 			}
-			pipe.XAdd(ctx, add)
+			id = pipe.XAdd(ctx, add)
 		})
 		if del != nil {
 			deleted = int(del.Val())
 		}
 		if err != nil {
-			return deleted, fmt.Errorf("record: %w", err)
+			return deleted, "", fmt.Errorf("record: %w", err)
 		}
-		return deleted, nil
+		return deleted, id.Val(), nil
 	}
 	// A Cluster: the entry and the record may live on two masters, each
 	// waited for on its own connection.
@@ -96,17 +100,17 @@ func (r *redisTier) revoke(ctx context.Context, target string, minReplicas int) 
 			deleted = int(del.Val())
 		}
 		if err != nil {
-			return deleted, fmt.Errorf("delete from Redis: %w", err)
+			return deleted, "", fmt.Errorf("delete from Redis: %w", err)
 		}
 	}
 	node, err := cc.MasterForKey(ctx, r.recordKey())
 	if err == nil {
-		err = onConn(ctx, node, minReplicas, func(pipe redis.Pipeliner) { pipe.XAdd(ctx, add) })
+		err = onConn(ctx, node, minReplicas, func(pipe redis.Pipeliner) { id = pipe.XAdd(ctx, add) })
 	}
 	if err != nil {
-		return deleted, fmt.Errorf("record: %w", err)
+		return deleted, "", fmt.Errorf("record: %w", err)
 	}
-	return deleted, nil
+	return deleted, id.Val(), nil
 }
 
 // onConn runs the writes of fill in one round trip on one connection of
@@ -147,19 +151,20 @@ type feedState struct {
 	epoch string    // the record's epoch as last seen
 	heard time.Time // the last successful read
 	down  bool      // reported not heard (log and metrics)
-	// recent are the last entries read, oldest first: the ones a
-	// failover to a replica that had not got them drops are recorded
-	// again from here.
-	recent []feedEntry
 }
 
-// remember keeps e among the recent entries.
-func (st *feedState) remember(e feedEntry) {
-	if len(st.recent) == recentEntries {
-		copy(st.recent, st.recent[1:])
-		st.recent = st.recent[:recentEntries-1]
+// remember keeps e among the recent entries: the ones a failover to a
+// replica that had not got them drops are recorded again from there.
+// The reader adds what it reads; Revoke what it recorded (its reader may
+// already be on the new master when its write went to the old one).
+func (c *Cache) remember(e feedEntry) {
+	c.recentMu.Lock()
+	defer c.recentMu.Unlock()
+	if len(c.recent) == recentEntries {
+		copy(c.recent, c.recent[1:])
+		c.recent = c.recent[:recentEntries-1]
 	}
-	st.recent = append(st.recent, e)
+	c.recent = append(c.recent, e)
 }
 
 // runFeed reads the record until ctx ends or Close: each entry drops the
@@ -227,10 +232,14 @@ func (c *Cache) runFeed(ctx context.Context) {
 		backoff = 50 * time.Millisecond
 		for _, e := range entries {
 			st.pos = e.id
-			st.remember(e)
+			c.remember(e)
 			c.applyRevocation(ctx, e.target)
 		}
 		c.markHeard(&st)
+		if err := c.verifyOwn(ctx, entries); err != nil {
+			attached = false
+			c.feedDown(&st, err)
+		}
 	}
 }
 
@@ -286,36 +295,28 @@ func (c *Cache) attach(ctx context.Context, st *feedState) error {
 	if err != nil {
 		return err
 	}
-	behind := lost == "" && st.pos != "" && compareIDs(last, st.pos) < 0
-	if lost != "" || st.pos == "" || behind {
-		// First attach, a lost record, or a record behind what we saw:
-		// go on from its end.
+	reattach := lost == "" && st.pos != ""
+	if lost != "" || st.pos == "" || compareIDs(last, st.pos) < 0 {
+		// First attach, a lost record, or a record behind what we saw (a
+		// failover to a replica that had not got the last entries): go on
+		// from its end.
 		st.pos = last
 	}
-	if behind {
-		// A failover to a replica that had not got the last entries: the
-		// instance that made them may have been told 200 (a replica that
-		// was not promoted acknowledged them). What this instance read of
-		// them is recorded again (and the Redis entries deleted again),
-		// so that they hold for every instance.
-		n := 0
-		for _, e := range st.recent {
-			if compareIDs(e.id, last) <= 0 {
-				continue
-			}
-			if _, err := c.redis.revoke(ctx, e.target, 0); err != nil {
-				return err
-			}
-			n++
+	if reattach {
+		if err := c.repairTail(ctx); err != nil {
+			return err
 		}
-		st.recent = st.recent[:0]
-		if n > 0 {
-			c.log.Warn("the revocation record lost its last entries (a failover to a replica that had not got them); recorded them again",
-				zap.Int("entries", n))
-		}
+		// During a failover two masters may take entries at once, and
+		// their ids interleave: one the new master took while this
+		// reader was still on the old one can be older than its
+		// position. Read the last stretch again (applying an entry twice
+		// costs at most one more introspection).
+		st.pos = rewind(st.pos, reattachRewind)
 	}
 	if lost != "" {
-		st.recent = st.recent[:0]
+		c.recentMu.Lock()
+		c.recent = c.recent[:0]
+		c.recentMu.Unlock()
 	}
 	if lost != "" {
 		c.epoch.Add(1)
@@ -326,6 +327,110 @@ func (c *Cache) attach(ctx context.Context, st *feedState) error {
 		c.log.Warn(lost+"; emptied the in-process cache, since revocations may have been missed", zap.Int("entries", n))
 	}
 	return nil
+}
+
+// repairTail records again the recent entries that the record no longer
+// holds: after a failover to a replica that had not got them, the
+// instance that made them may have been told 200 (a replica that was not
+// promoted acknowledged them). Their Redis entries are deleted again too.
+// Entries older than half the retention are left to the trimming.
+func (c *Cache) repairTail(ctx context.Context) error {
+	c.recentMu.Lock()
+	recent := append([]feedEntry(nil), c.recent...)
+	c.recentMu.Unlock()
+	cutoff := uint64(time.Now().Add(-recordRetention / 2).UnixMilli())
+	first := ""
+	for _, e := range recent {
+		if ms, _ := splitID(e.id); ms >= cutoff && (first == "" || compareIDs(e.id, first) < 0) {
+			first = e.id
+		}
+	}
+	if first == "" {
+		return nil
+	}
+	rctx, cancel := context.WithTimeout(ctx, revokeTimeout)
+	msgs, err := c.redis.rdb.XRangeN(rctx, c.redis.recordKey(), first, "+", 100_000).Result()
+	cancel()
+	if err != nil {
+		return err
+	}
+	present := make(map[string]bool, len(msgs))
+	for _, m := range msgs {
+		present[m.ID] = true
+	}
+	n := 0
+	done := map[string]bool{}
+	for _, e := range recent {
+		if ms, _ := splitID(e.id); ms < cutoff || present[e.id] || done[e.id] {
+			continue
+		}
+		done[e.id] = true
+		if _, _, err := c.redis.revoke(ctx, e.target, 0); err != nil {
+			return err
+		}
+		n++
+	}
+	if n > 0 {
+		c.log.Warn("the revocation record lost entries this instance had made or read (a failover to a replica that had not got them); recorded them again",
+			zap.Int("entries", n))
+	}
+	return nil
+}
+
+// verifyOwn checks the entries this instance's Revoke recorded: one the
+// reader has read is there; one still unread a heartbeat later is looked
+// for in the record, and recorded again if it is not there (its write went
+// to a master that lost it in a failover, after this reader had moved to
+// the new one).
+func (c *Cache) verifyOwn(ctx context.Context, read []feedEntry) error {
+	c.recentMu.Lock()
+	if len(c.own) == 0 {
+		c.recentMu.Unlock()
+		return nil
+	}
+	seen := make(map[string]bool, len(read))
+	for _, e := range read {
+		seen[e.id] = true
+	}
+	old := uint64(time.Now().Add(-c.heartbeat).UnixMilli())
+	var check, keep []feedEntry
+	for _, e := range c.own {
+		switch ms, _ := splitID(e.id); {
+		case seen[e.id]:
+		case ms <= old:
+			check = append(check, e)
+		default:
+			keep = append(keep, e)
+		}
+	}
+	c.own = keep
+	c.recentMu.Unlock()
+	for _, e := range check {
+		rctx, cancel := context.WithTimeout(ctx, revokeTimeout)
+		msgs, err := c.redis.rdb.XRange(rctx, c.redis.recordKey(), e.id, e.id).Result()
+		cancel()
+		if err == nil && len(msgs) == 0 {
+			var id string
+			if _, id, err = c.redis.revoke(ctx, e.target, 0); err == nil {
+				c.log.Warn("a revocation this instance recorded is no longer in the record (a failover to a replica that had not got it); recorded it again")
+				c.addOwn(feedEntry{id: id, target: e.target})
+			}
+		}
+		if err != nil {
+			c.addOwn(e) // looked for again on the next round
+			return err
+		}
+	}
+	return nil
+}
+
+// addOwn notes an entry Revoke recorded, until the reader sees it.
+func (c *Cache) addOwn(e feedEntry) {
+	c.recentMu.Lock()
+	defer c.recentMu.Unlock()
+	if len(c.own) < recentEntries {
+		c.own = append(c.own, e)
+	}
 }
 
 // checkEpoch notices a record lost under a connection that stayed up (a
@@ -427,6 +532,16 @@ func (c *Cache) trusted(e *entry, now int64) bool {
 		return true
 	}
 	return now-max(c.heard.Load(), e.checked) <= int64(c.grace)
+}
+
+// rewind is the id d before id (its milliseconds less d).
+func rewind(id string, d time.Duration) string {
+	ms, _ := splitID(id)
+	back := uint64(d.Milliseconds())
+	if ms <= back {
+		return "0-0"
+	}
+	return strconv.FormatUint(ms-back, 10) + "-0"
 }
 
 // compareIDs orders two stream ids ("ms-seq").

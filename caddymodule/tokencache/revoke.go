@@ -62,8 +62,14 @@ func (c *Cache) Revoke(ctx context.Context, token, fingerprint string) (RevokeRe
 	if c.redis == nil {
 		return res, nil
 	}
-	n, err := c.redis.revoke(ctx, target, c.cfg.MinReplicas)
+	n, id, err := c.redis.revoke(ctx, target, c.cfg.MinReplicas)
 	res.Redis = n
+	if id != "" {
+		c.remember(feedEntry{id: id, target: target})
+		if c.started.Load() {
+			c.addOwn(feedEntry{id: id, target: target})
+		}
+	}
 	// A flight that was storing while we deleted may have won the race;
 	// one more local pass is cheap.
 	res.Memory += c.dropLocal(target)
@@ -165,6 +171,7 @@ func (c *Cache) Start(ctx context.Context) {
 	if c.redis == nil {
 		return
 	}
+	c.started.Store(true)
 	c.wg.Add(2)
 	go func() {
 		defer c.wg.Done()
