@@ -167,6 +167,9 @@ type Cache struct {
 	recent   []feedEntry
 	own      []feedEntry // recorded by Revoke, not yet read back (verifyOwn)
 	started  atomic.Bool // Start ran: a reader will verify own entries
+	// unrecorded are revocations Revoke could not record (answered with
+	// an error): the reader records them when Redis answers again.
+	unrecorded []string
 
 	closeOnce sync.Once
 	done      chan struct{}

@@ -236,6 +236,7 @@ func (c *Cache) runFeed(ctx context.Context) {
 			c.applyRevocation(ctx, e.target)
 		}
 		c.markHeard(&st)
+		c.recordUnrecorded(ctx)
 		if err := c.verifyOwn(ctx, entries); err != nil {
 			attached = false
 			c.feedDown(&st, err)
@@ -422,6 +423,45 @@ func (c *Cache) verifyOwn(ctx context.Context, read []feedEntry) error {
 		}
 	}
 	return nil
+}
+
+// queueUnrecorded keeps a revocation Revoke could not record.
+func (c *Cache) queueUnrecorded(target string) {
+	c.recentMu.Lock()
+	defer c.recentMu.Unlock()
+	if c.started.Load() && len(c.unrecorded) < recentEntries {
+		c.unrecorded = append(c.unrecorded, target)
+	}
+}
+
+// recordUnrecorded records the revocations that were answered with an
+// error (Redis hung or down), now that the reader hears it: the other
+// instances apply them within a second of Redis coming back, whether or
+// not the operator retries.
+func (c *Cache) recordUnrecorded(ctx context.Context) {
+	c.recentMu.Lock()
+	queue := c.unrecorded
+	c.unrecorded = nil
+	c.recentMu.Unlock()
+	done := 0
+	for i, target := range queue {
+		_, id, err := c.redis.revoke(ctx, target, c.cfg.MinReplicas)
+		if err != nil {
+			c.recentMu.Lock()
+			c.unrecorded = append(queue[i:], c.unrecorded...)
+			c.recentMu.Unlock()
+			break
+		}
+		c.epoch.Add(1)
+		c.dropLocal(target)
+		c.remember(feedEntry{id: id, target: target})
+		c.addOwn(feedEntry{id: id, target: target})
+		done++
+	}
+	if done > 0 {
+		c.log.Info("recorded revocations that had been answered with an error while Redis could not be reached",
+			zap.Int("revocations", done))
+	}
 }
 
 // addOwn notes an entry Revoke recorded, until the reader sees it.

@@ -12,6 +12,7 @@ import (
 	"go.uber.org/zap/zaptest/observer"
 
 	"github.com/voipnow-pce/caddy-voipnow-pce/caddymodule/introspect"
+	"github.com/voipnow-pce/caddy-voipnow-pce/internal/redistest"
 	"github.com/voipnow-pce/caddy-voipnow-pce/internal/testservers"
 )
 
@@ -242,4 +243,73 @@ func TestMinReplicasUnmet(t *testing.T) {
 		t.Fatalf("local tier not purged: %+v", res)
 	}
 	t.Log(err)
+}
+
+// Redis hung (SIGSTOP) while a revocation is made: it is answered with an
+// error, and the other instance stops accepting the token all the same:
+// within the grace when the hang outlasts it (checked with the endpoint),
+// and within a second of Redis coming back when it does not (the revoking
+// instance records it then).
+func TestRevocationsAcrossRedisHang(t *testing.T) {
+	srv := redistest.Start(t)
+	up := newUpstream()
+	now := time.Now()
+	const grace = 2 * time.Second
+	var caches []*Cache
+	for range 2 {
+		c := newCache(t, Config{Redis: clientVia(t, srv.Addr()), Heartbeat: 200 * time.Millisecond, RevocationGrace: grace}, up)
+		c.Start(t.Context())
+		waitSubscribed(t, c)
+		caches = append(caches, c)
+	}
+	a, b := caches[0], caches[1]
+	for _, tok := range []string{"short", "long", "keep"} {
+		up.set(tok, active(time.Hour, now))
+		mustIntrospect(t, a, tok)
+		mustIntrospect(t, b, tok)
+	}
+	ctx := context.Background()
+
+	// A hang shorter than the grace.
+	srv.Pause()
+	up.set("short", introspect.Claims{Active: false})
+	if res, err := a.Revoke(ctx, "short", ""); err == nil || res.Recorded {
+		t.Fatalf("a revocation with Redis hung was acknowledged: %+v", res)
+	}
+	if !inMemory(b, "short") {
+		t.Fatal("B dropped the token while Redis hung: this test proves nothing")
+	}
+	srv.Resume()
+	resumed := time.Now()
+	eventually(t, 10*time.Second, "B to drop the token after Redis came back", func() bool { return !inMemory(b, "short") })
+	t.Logf("short hang: B dropped the revoked token %s after Redis came back", time.Since(resumed).Round(time.Millisecond))
+	if mustIntrospect(t, b, "short").Active {
+		t.Fatal("B accepts the token after Redis came back")
+	}
+
+	// A hang longer than the grace.
+	srv.Pause()
+	paused := time.Now()
+	up.set("long", introspect.Claims{Active: false})
+	if _, err := a.Revoke(ctx, "long", ""); err == nil {
+		t.Fatal("a revocation with Redis hung was acknowledged")
+	}
+	eventually(t, grace+10*time.Second, "B to refuse the token while Redis hangs", func() bool {
+		return !mustIntrospect(t, b, "long").Active
+	})
+	t.Logf("long hang: B refused the revoked token %s after the hang began (grace %s)", time.Since(paused).Round(time.Millisecond), grace)
+	if !mustIntrospect(t, b, "keep").Active || !mustIntrospect(t, a, "keep").Active {
+		t.Fatal("a valid token refused during the hang")
+	}
+	srv.Resume()
+	resumed = time.Now()
+	// A's Redis entry survived the hang (its DEL failed): the revocation
+	// recorded on reconnecting deletes it.
+	eventually(t, 10*time.Second, "both instances to refuse the token after Redis came back", func() bool {
+		return !mustIntrospect(t, b, "long").Active && !mustIntrospect(t, a, "long").Active
+	})
+	t.Logf("long hang: both refuse the token %s after Redis came back", time.Since(resumed).Round(time.Millisecond))
+	if !mustIntrospect(t, b, "keep").Active {
+		t.Fatal("a valid token refused after the hang")
+	}
 }

@@ -75,6 +75,10 @@ func (c *Cache) Revoke(ctx context.Context, token, fingerprint string) (RevokeRe
 	res.Memory += c.dropLocal(target)
 	if err != nil {
 		c.redis.fail("revoke", err)
+		// The caller answers 503 (retry); meanwhile this instance records
+		// it as soon as it hears Redis again, so that the others apply it
+		// then even if no one retries.
+		c.queueUnrecorded(target)
 		return res, fmt.Errorf("tokencache: revocation of %s not recorded: %w", res.Fingerprint, err)
 	}
 	res.Recorded = true
