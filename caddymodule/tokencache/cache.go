@@ -10,7 +10,8 @@
 // one per fleet (a short SET NX lock). A failing Redis is skipped by a
 // circuit breaker and the gateway goes on with the in-process tier and the
 // introspection endpoint. Revocation purges both tiers on every instance
-// through Redis pub/sub.
+// through a durable record in Redis (a Stream every instance reads from
+// where it was; see feed.go).
 package tokencache
 
 import (

@@ -368,8 +368,9 @@ func TestRedisOutage(t *testing.T) {
 	srv, rdb := newRedis(t)
 	up := newUpstream()
 	rec := newRecorder()
-	// Not Start()ed: the subscriber would clear the memory tier on
-	// resubscription (tested in TestRevoke), hiding the write-behind.
+	// Not Start()ed: the record's reader would empty the memory tier on
+	// finding the record lost with the restart (TestLostRecordEmptiesMemoryOnce),
+	// hiding the write-behind.
 	c := newCache(t, Config{Redis: rdb, Observer: rec}, up)
 	now := time.Now()
 	for i := range 5 {
