@@ -97,7 +97,7 @@ type Config struct {
 	// entry is checked again, once per token per grace. Default 10s.
 	RevocationGrace time.Duration
 	// Heartbeat is how long one read of the revocation record blocks: the
-	// record is heard, or found silent, at least this often. Default 1s.
+	// record is heard, or found silent, at least this often. Default 500ms.
 	Heartbeat time.Duration
 	// Logger receives Redis trouble (Warn, rate-limited); nil for none.
 	Logger *zap.Logger
@@ -153,9 +153,9 @@ type Cache struct {
 	now      func() time.Time
 	flights  singleflight.Group
 
-	// epoch changes on every revocation: a flight that started before one
-	// does not store its answer, which may predate the revocation.
-	epoch atomic.Uint64
+	// revs numbers the revocations: a flight that started before one of
+	// its token does not store or use its answer, which may predate it.
+	revs revLog
 	// heard is when the revocation record was last read (Unix ns by
 	// c.now; 0 before the first read).
 	heard     atomic.Int64
@@ -340,7 +340,7 @@ func (c *Cache) Introspect(ctx context.Context, token string) (*introspect.Claim
 // just ended may have filled it), Redis, the cross-instance lock, and the
 // upstream introspector.
 func (c *Cache) fill(ctx context.Context, hash, token string) (*introspect.Claims, error) {
-	epoch := c.epoch.Load()
+	mark := c.revs.mark()
 	if c.mem != nil {
 		now := c.now().UnixNano()
 		if e, fresh := c.mem.get(hash, now); fresh && c.trusted(e, now) {
@@ -348,7 +348,7 @@ func (c *Cache) fill(ctx context.Context, hash, token string) (*introspect.Claim
 		}
 	}
 	if c.redis == nil {
-		return c.introspect(ctx, hash, token, epoch)
+		return c.introspect(ctx, hash, token, mark)
 	}
 
 	claims, ttl, outcome := c.redis.get(ctx, hash)
@@ -356,12 +356,12 @@ func (c *Cache) fill(ctx context.Context, hash, token string) (*introspect.Claim
 	case redisHit:
 		// A revocation since the flight began may have deleted what was
 		// just read: then the read does not count.
-		if c.epoch.Load() == epoch && c.redisHit(hash, claims, ttl, "") {
+		if !c.revs.revokedSince(mark, hash) && c.redisHit(hash, claims, ttl, "") {
 			return claims, nil
 		}
 		// Refused (too close to exp): reported as a miss.
 	case redisSkipped:
-		return c.introspect(ctx, hash, token, epoch)
+		return c.introspect(ctx, hash, token, mark)
 	default:
 		c.obs.Lookup("redis", "miss")
 	}
@@ -373,11 +373,11 @@ func (c *Cache) fill(ctx context.Context, hash, token string) (*introspect.Claim
 		// no lock (the call failed) and asks for itself.
 		defer c.redis.unlockAndAnnounce(ctx, hash, owner)
 	case lockHeld:
-		if claims := c.awaitOwner(ctx, hash, epoch); claims != nil {
+		if claims := c.awaitOwner(ctx, hash, mark); claims != nil {
 			return claims, nil
 		}
 	}
-	return c.introspect(ctx, hash, token, epoch)
+	return c.introspect(ctx, hash, token, mark)
 }
 
 // awaitOwner waits up to LockWait for the instance holding the lock to
@@ -385,7 +385,7 @@ func (c *Cache) fill(ctx context.Context, hash, token string) (*introspect.Claim
 // message on the filled channel, and looks once every lockPoll in case a
 // message is lost: a few Redis commands per wait, however long the
 // owner's call lasts.
-func (c *Cache) awaitOwner(ctx context.Context, hash string, epoch uint64) *introspect.Claims {
+func (c *Cache) awaitOwner(ctx context.Context, hash string, mark uint64) *introspect.Claims {
 	wake := c.addWaiter(hash)
 	defer c.removeWaiter(hash, wake)
 	deadline := time.NewTimer(c.cfg.LockWait)
@@ -396,7 +396,7 @@ func (c *Cache) awaitOwner(ctx context.Context, hash string, epoch uint64) *intr
 		// Look first: the answer may have landed before we listened.
 		claims, ttl, done := c.redis.poll(ctx, hash)
 		if claims != nil {
-			if c.epoch.Load() == epoch && c.redisHit(hash, claims, ttl, "coalesced") {
+			if !c.revs.revokedSince(mark, hash) && c.redisHit(hash, claims, ttl, "coalesced") {
 				return claims
 			}
 			return nil
@@ -499,7 +499,7 @@ func (c *Cache) redisHit(hash string, claims *introspect.Claims, ttl time.Durati
 
 // introspect asks upstream and stores the answer; on an unavailable
 // upstream it may serve a stale entry.
-func (c *Cache) introspect(ctx context.Context, hash, token string, epoch uint64) (*introspect.Claims, error) {
+func (c *Cache) introspect(ctx context.Context, hash, token string, mark uint64) (*introspect.Claims, error) {
 	start := time.Now()
 	claims, err := c.upstream.Introspect(ctx, token)
 	d := time.Since(start)
@@ -520,7 +520,7 @@ func (c *Cache) introspect(ctx context.Context, hash, token string, epoch uint64
 	}
 	// Callers share the pointer; our copy must not change under them.
 	claims = cloneClaims(claims)
-	if c.epoch.Load() != epoch {
+	if c.revs.revokedSince(mark, hash) {
 		return claims, nil // revoked meanwhile: answer, but do not keep
 	}
 	c.store(ctx, hash, claims)

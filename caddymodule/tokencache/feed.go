@@ -23,7 +23,7 @@ const (
 	// DefaultHeartbeat is how long one blocking read of the record waits
 	// for an entry: an instance hears the record (or notices that it
 	// cannot) at least this often.
-	DefaultHeartbeat = time.Second
+	DefaultHeartbeat = 500 * time.Millisecond
 	// DefaultRevocationGrace bounds how long in-process answers are
 	// trusted after the record was last heard.
 	DefaultRevocationGrace = 10 * time.Second
@@ -320,7 +320,7 @@ func (c *Cache) attach(ctx context.Context, st *feedState) error {
 		c.recentMu.Unlock()
 	}
 	if lost != "" {
-		c.epoch.Add(1)
+		c.revs.clearAll()
 		n := 0
 		if c.mem != nil {
 			n = c.mem.clear()
@@ -452,7 +452,7 @@ func (c *Cache) recordUnrecorded(ctx context.Context) {
 			c.recentMu.Unlock()
 			break
 		}
-		c.epoch.Add(1)
+		c.revs.add(target)
 		c.dropLocal(target)
 		c.remember(feedEntry{id: id, target: target})
 		c.addOwn(feedEntry{id: id, target: target})
@@ -552,7 +552,7 @@ func (c *Cache) applyRevocation(ctx context.Context, target string) {
 	if !ValidFingerprint(target) {
 		return
 	}
-	c.epoch.Add(1)
+	c.revs.add(target)
 	n := c.dropLocal(target)
 	if len(target) != 64 && n == 0 {
 		return

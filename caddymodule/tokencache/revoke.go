@@ -57,7 +57,7 @@ func (c *Cache) Revoke(ctx context.Context, token, fingerprint string) (RevokeRe
 		res.Fingerprint = fingerprint
 	}
 	// Flights in progress must not store answers that predate this.
-	c.epoch.Add(1)
+	c.revs.add(target)
 	res.Memory = c.dropLocal(target)
 	if c.redis == nil {
 		return res, nil
