@@ -167,6 +167,13 @@ func (c *Cache) remember(e feedEntry) {
 	c.recent = append(c.recent, e)
 }
 
+// recentCopy is a copy of the recent entries (tests).
+func (c *Cache) recentCopy() []feedEntry {
+	c.recentMu.Lock()
+	defer c.recentMu.Unlock()
+	return append([]feedEntry(nil), c.recent...)
+}
+
 // runFeed reads the record until ctx ends or Close: each entry drops the
 // revoked token's in-process entries (and, for a full hash, its Redis
 // entry, in case a flight stored it after the revoking instance deleted
@@ -295,6 +302,12 @@ func (c *Cache) attach(ctx context.Context, st *feedState) error {
 	last, err := c.redis.lastEntry(ctx)
 	if err != nil {
 		return err
+	}
+	if lost == "" && last == "0-0" && st.pos != "" && st.pos != "0-0" {
+		// Trimming always keeps the newest entry: a record that had
+		// entries and has none was deleted or evicted (an allkeys-*
+		// maxmemory policy), with the epoch spared.
+		lost = "the revocation record is gone (deleted, or evicted by Redis' maxmemory policy)"
 	}
 	reattach := lost == "" && st.pos != ""
 	if lost != "" || st.pos == "" || compareIDs(last, st.pos) < 0 {
@@ -478,12 +491,18 @@ func (c *Cache) addOwn(e feedEntry) {
 func (c *Cache) checkEpoch(ctx context.Context, st *feedState) error {
 	ctx, cancel := context.WithTimeout(ctx, c.heartbeat)
 	defer cancel()
-	epoch, err := c.redis.rdb.Get(ctx, c.redis.epochKey()).Result()
-	if err != nil && !errors.Is(err, redis.Nil) {
+	// One round trip; both keys are in one slot.
+	pipe := c.redis.rdb.Pipeline()
+	get := pipe.Get(ctx, c.redis.epochKey())
+	exists := pipe.Exists(ctx, c.redis.recordKey())
+	if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
 		return err
 	}
-	if epoch != st.epoch {
+	if get.Val() != st.epoch {
 		return errors.New("the revocation record's epoch changed")
+	}
+	if exists.Val() == 0 && st.pos != "" && st.pos != "0-0" {
+		return errors.New("the revocation record is gone")
 	}
 	return nil
 }

@@ -313,3 +313,33 @@ func TestRevocationsAcrossRedisHang(t *testing.T) {
 		t.Fatal("a valid token refused after the hang")
 	}
 }
+
+// The record deleted (or evicted) while the epoch stays: an instance that
+// had read entries notices within a round and empties its memory.
+func TestRecordDeletedIsLost(t *testing.T) {
+	srv, rdb := newRedis(t)
+	up := newUpstream()
+	core, logs := observer.New(zap.InfoLevel)
+	a := newCache(t, Config{Redis: rdb}, up)
+	b := newCache(t, Config{Redis: clientVia(t, srv.Addr()), Heartbeat: 100 * time.Millisecond, Logger: zap.New(core)}, up)
+	b.Start(t.Context())
+	waitSubscribed(t, b)
+	up.set("revoked", active(time.Hour, time.Now()))
+	up.set("keep", active(time.Hour, time.Now()))
+	mustIntrospect(t, b, "keep")
+	if _, err := a.Revoke(context.Background(), "revoked", ""); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 5*time.Second, "B to read the entry", func() bool {
+		return len(b.recentCopy()) > 0
+	})
+	if err := rdb.Del(context.Background(), a.redis.recordKey()).Err(); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 5*time.Second, "B to notice the record gone", func() bool {
+		return logs.FilterMessageSnippet("record is gone").Len() > 0
+	})
+	if inMemory(b, "keep") {
+		t.Fatal("B kept its memory though the record it read from is gone")
+	}
+}
