@@ -2,10 +2,13 @@ package redistest
 
 import (
 	"context"
+	"fmt"
 	"testing"
 	"time"
 
 	"github.com/redis/go-redis/v9"
+
+	"github.com/voipnow-pce/caddy-voipnow-pce/internal/resp"
 )
 
 func TestSentinelFailoverAndKillMaster(t *testing.T) {
@@ -20,8 +23,19 @@ func TestSentinelFailoverAndKillMaster(t *testing.T) {
 	if m := ss.Master(); m != first {
 		t.Fatalf("Master = %s at start, want %s", m.Addr(), first.Addr())
 	}
-	if _, err := first.Do("SET", "k", "v"); err != nil {
+	// Replication is asynchronous: a write must be acknowledged by the
+	// replica (WAIT, on the connection that wrote it) to survive a
+	// failover.
+	conn, err := resp.Dial(first.Addr(), nil)
+	if err != nil {
 		t.Fatal(err)
+	}
+	defer conn.Close()
+	if _, err := conn.Do("SET", "k", "v"); err != nil {
+		t.Fatal(err)
+	}
+	if n, err := conn.Do("WAIT", "1", "2000"); err != nil || n != int64(1) {
+		t.Fatalf("WAIT after SET k: %v, %v", n, err)
 	}
 
 	ctx := context.Background()
@@ -47,8 +61,16 @@ func TestSentinelFailoverAndKillMaster(t *testing.T) {
 		t.Fatal("the old master accepted a write after Failover: it should be a read-only replica")
 	}
 	// go-redis follows the switch.
-	waitFor(t, 5*time.Second, "go-redis on the new master", func() error {
-		return fc.Set(ctx, "k2", "v2", 0).Err()
+	waitFor(t, 5*time.Second, "go-redis on the new master, k2 acknowledged by a replica", func() error {
+		c := fc.Conn()
+		defer c.Close()
+		if err := c.Set(ctx, "k2", "v2", 0).Err(); err != nil {
+			return err
+		}
+		if n, err := c.Wait(ctx, 1, 2*time.Second).Result(); err != nil || n < 1 {
+			return fmt.Errorf("WAIT: %d, %v", n, err)
+		}
+		return nil
 	})
 
 	start = time.Now()
