@@ -52,6 +52,9 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/voipnow-pce/caddy-voipnow-pce/internal/loopback"
+	"github.com/voipnow-pce/caddy-voipnow-pce/internal/procs"
 )
 
 func main() {
@@ -87,7 +90,7 @@ type env struct {
 	d       *driver
 	redis   *redisNode
 	ss      *sentinelSet
-	gws     [2]*caddyTarget
+	gws     [2]*procs.Caddy
 	extra   map[string]any
 	reloads map[string]int
 }
@@ -112,17 +115,17 @@ func scenarios() []scenario {
 	return []scenario{
 		{name: "redis-hang", fault: "SIGSTOP redis for -fault, SIGCONT", run: func(ctx context.Context, e *env) error {
 			up := e.d.redisDown()
-			if err := e.redis.proc.signal(syscall.SIGSTOP); err != nil {
+			if err := e.redis.proc.Signal(syscall.SIGSTOP); err != nil {
 				return err
 			}
 			err := sleep(ctx, e.h.faultLen)
-			_ = e.redis.proc.signal(syscall.SIGCONT)
+			_ = e.redis.proc.Signal(syscall.SIGCONT)
 			up()
 			return err
 		}},
 		{name: "redis-kill", fault: "SIGKILL redis, down for -fault, restarted empty on the same port", run: func(ctx context.Context, e *env) error {
 			up := e.d.redisDown()
-			e.redis.proc.kill()
+			e.redis.proc.Kill()
 			if err := sleep(ctx, e.h.faultLen); err != nil {
 				return err
 			}
@@ -226,7 +229,7 @@ func run(ctx context.Context, args []string) (int, error) {
 	if _, err := exec.LookPath("redis-server"); err != nil {
 		return 2, fmt.Errorf("redis-server is not on PATH (apt-get install redis-server): %w", err)
 	}
-	root, err := moduleRoot(ctx)
+	root, err := procs.ModuleRoot(ctx)
 	if err != nil {
 		return 2, err
 	}
@@ -252,23 +255,23 @@ func run(ctx context.Context, args []string) (int, error) {
 		}
 		logf("building ./cmd/caddy")
 		t0 := time.Now()
-		if h.bin, err = buildCaddy(ctx, root, filepath.Join(cache, "pce-chaos")); err != nil {
+		if h.bin, err = procs.BuildCaddy(ctx, root, filepath.Join(cache, "pce-chaos")); err != nil {
 			return 2, err
 		}
 		logf("built %s in %s", h.bin, time.Since(t0).Round(100*time.Millisecond))
 	}
-	idpAddr, stopIDP, err := serveOn(h.idp)
+	idpAddr, stopIDP, err := loopback.Serve(h.idp)
 	if err != nil {
 		return 2, err
 	}
 	defer stopIDP()
 	h.proxy = newFaultProxy(h.idp, idpAddr)
 	var stopProxy, stopBack func()
-	if h.proxyAddr, stopProxy, err = serveOn(h.proxy); err != nil {
+	if h.proxyAddr, stopProxy, err = loopback.Serve(h.proxy); err != nil {
 		return 2, err
 	}
 	defer stopProxy()
-	if h.backAddr, stopBack, err = serveOn(h.back); err != nil {
+	if h.backAddr, stopBack, err = loopback.Serve(h.back); err != nil {
 		return 2, err
 	}
 	defer stopBack()
@@ -315,8 +318,8 @@ func run(ctx context.Context, args []string) (int, error) {
 }
 
 func (h *harness) runOnce(ctx context.Context, sc scenario, target string) (*row, error) {
-	cs := &children{}
-	defer cs.stopAll()
+	cs := &procs.Set{}
+	defer cs.StopAll()
 	dir := filepath.Join(h.work, sc.name+"-"+target)
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, err
@@ -344,7 +347,7 @@ func (h *harness) runOnce(ctx context.Context, sc scenario, target string) (*row
 			h.proxyAddr, gatewayClient, gatewaySecret, grace, cache)
 	}
 	for i := range e.gws {
-		g, err := startCaddy(ctx, cs, h.bin, dir, fmt.Sprintf("%s-%c", target, 'a'+i), h.backAddr, gateway)
+		g, err := procs.StartCaddy(ctx, cs, h.bin, dir, fmt.Sprintf("%s-%c", target, 'a'+i), h.backAddr, gateway)
 		if err != nil {
 			return nil, err
 		}
@@ -390,8 +393,8 @@ func (h *harness) runOnce(ctx context.Context, sc scenario, target string) (*row
 			f.Requests, f.S429, f.S401, r.Calls[kindFlood])
 	}
 	for _, g := range e.gws {
-		if g.proc.exited() {
-			r.Notes = append(r.Notes, g.name+" exited during the run")
+		if g.Proc.Exited() {
+			r.Notes = append(r.Notes, g.Name+" exited during the run")
 		}
 	}
 	h.keepLogs(dir, sc.name+"-"+target)

@@ -9,6 +9,9 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/voipnow-pce/caddy-voipnow-pce/internal/procs"
+	"github.com/voipnow-pce/caddy-voipnow-pce/internal/resp"
 )
 
 // masterName is the name the sentinels monitor the master under.
@@ -23,7 +26,7 @@ type sentinelSet struct {
 	sentinels []*redisNode
 }
 
-func startSentinelSet(ctx context.Context, cs *children, dir string) (*sentinelSet, error) {
+func startSentinelSet(ctx context.Context, cs *procs.Set, dir string) (*sentinelSet, error) {
 	ss := &sentinelSet{}
 	dataArgs := []string{"--repl-diskless-sync-delay", "0"}
 	m, err := startRedisNode(ctx, cs, dir, "redis-master", "", dataArgs...)
@@ -39,7 +42,7 @@ func startSentinelSet(ctx context.Context, cs *children, dir string) (*sentinelS
 		}
 		ss.nodes = append(ss.nodes, r)
 	}
-	if err := waitFor(ctx, nil, 15*time.Second, "replicas linked", func() error { return ss.replicationOK(m) }); err != nil {
+	if err := procs.WaitFor(ctx, nil, 15*time.Second, "replicas linked", func() error { return ss.replicationOK(m) }); err != nil {
 		return nil, err
 	}
 	conf := strings.Join([]string{
@@ -123,7 +126,7 @@ func (ss *sentinelSet) agreedMaster() (*redisNode, error) {
 // the replicas and the other sentinels.
 func (ss *sentinelSet) waitStable(ctx context.Context, not *redisNode, within time.Duration) (*redisNode, error) {
 	var m *redisNode
-	err := waitFor(ctx, nil, within, "sentinel set stable", func() error {
+	err := procs.WaitFor(ctx, nil, within, "sentinel set stable", func() error {
 		var err error
 		if m, err = ss.agreedMaster(); err != nil {
 			return err
@@ -145,7 +148,7 @@ func (ss *sentinelSet) stable(m *redisNode) error {
 		if err != nil {
 			return err
 		}
-		mm, err := flatMaps([]any{v})
+		mm, err := resp.FlatMaps([]any{v})
 		if err != nil {
 			return err
 		}
@@ -156,7 +159,7 @@ func (ss *sentinelSet) stable(m *redisNode) error {
 		if err != nil {
 			return err
 		}
-		reps, err := flatMaps(v)
+		reps, err := resp.FlatMaps(v)
 		if err != nil {
 			return err
 		}
@@ -183,7 +186,7 @@ func (ss *sentinelSet) stable(m *redisNode) error {
 		if err != nil {
 			return err
 		}
-		others, err := flatMaps(v)
+		others, err := resp.FlatMaps(v)
 		if err != nil {
 			return err
 		}
@@ -259,7 +262,7 @@ func (ss *sentinelSet) failover(ctx context.Context) (*redisNode, error) {
 		if err == nil {
 			break
 		}
-		var re redisError
+		var re resp.Error
 		if !errors.As(err, &re) || time.Now().After(deadline) {
 			return nil, fmt.Errorf("SENTINEL FAILOVER: %w", err)
 		}
@@ -277,7 +280,7 @@ func (ss *sentinelSet) killMaster(ctx context.Context, promoted func()) error {
 	if err != nil {
 		return err
 	}
-	old.proc.kill()
+	old.proc.Kill()
 	if _, err := ss.waitStable(ctx, old, 30*time.Second); err != nil {
 		return err
 	}

@@ -13,6 +13,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/voipnow-pce/caddy-voipnow-pce/internal/procs"
 )
 
 // updatePath is the page's update request.
@@ -57,7 +59,7 @@ type interval struct{ from, to time.Time }
 // driver sends the steady mix at rate ticks/s over both instances and
 // revokes tokens continuously.
 type driver struct {
-	gws     [2]*caddyTarget
+	gws     [2]*procs.Caddy
 	clients [2]*http.Client
 	idp     *idp
 	rate    int
@@ -93,7 +95,7 @@ func newClient(local string, conns int) *http.Client {
 	}}
 }
 
-func newDriver(gws [2]*caddyTarget, p *idp, rate int, plain bool) *driver {
+func newDriver(gws [2]*procs.Caddy, p *idp, rate int, plain bool) *driver {
 	d := &driver{gws: gws, idp: p, rate: rate, plain: plain,
 		adminc: &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{Proxy: nil}}}
 	for i := range d.clients {
@@ -151,7 +153,7 @@ func (d *driver) do(c *http.Client, kind string, t *token, value string, inst in
 		defer d.wg.Done()
 		start := time.Now()
 		// Not d.ctx: a request in flight when the run stops is waited for.
-		status, e := send(context.Background(), c, d.gws[inst].base, value)
+		status, e := send(context.Background(), c, d.gws[inst].Base, value)
 		r := record{kind: kind, tok: t, inst: inst, start: start, end: time.Now(), status: status, err: e}
 		d.mu.Lock()
 		d.recs = append(d.recs, r)
@@ -163,7 +165,7 @@ func (d *driver) do(c *http.Client, kind string, t *token, value string, inst in
 func (d *driver) warmHot(ctx context.Context) {
 	for _, t := range d.hot {
 		for i := range d.gws {
-			_, _ = send(ctx, d.clients[i], d.gws[i].base, t.value)
+			_, _ = send(ctx, d.clients[i], d.gws[i].Base, t.value)
 		}
 	}
 }
@@ -309,7 +311,7 @@ func (d *driver) adminRevoke(rv *revocation) {
 	first := time.Now()
 	body := `{"token":"` + rv.tok.value + `"}`
 	for d.ctx.Err() == nil {
-		req, _ := http.NewRequestWithContext(d.ctx, http.MethodPost, d.gws[rv.inst].admin+"/voipnow_pce/revoke", strings.NewReader(body))
+		req, _ := http.NewRequestWithContext(d.ctx, http.MethodPost, d.gws[rv.inst].Admin+"/voipnow_pce/revoke", strings.NewReader(body))
 		req.Header.Set("Content-Type", "application/json")
 		res, err := d.adminc.Do(req)
 		status := 0
@@ -372,7 +374,7 @@ func (d *driver) flood(ctx context.Context, workers int) {
 			inst := w % 2
 			for ctx.Err() == nil {
 				start := time.Now()
-				status, e := send(ctx, c, d.gws[inst].base, randToken("fl"))
+				status, e := send(ctx, c, d.gws[inst].Base, randToken("fl"))
 				if ctx.Err() != nil {
 					return
 				}
@@ -391,7 +393,7 @@ func (d *driver) flood(ctx context.Context, workers int) {
 // period until ctx ends (Cache-Control: must-revalidate: without it Caddy
 // skips a config equal to the running one). It returns the answers'
 // counts by status.
-func reloader(ctx context.Context, gws [2]*caddyTarget, period time.Duration) map[string]int {
+func reloader(ctx context.Context, gws [2]*procs.Caddy, period time.Duration) map[string]int {
 	c := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{Proxy: nil}}
 	defer c.CloseIdleConnections()
 	out := map[string]int{}
@@ -409,7 +411,7 @@ func reloader(ctx context.Context, gws [2]*caddyTarget, period time.Duration) ma
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
-				req, _ := http.NewRequest(http.MethodPost, g.admin+"/load", strings.NewReader(g.config))
+				req, _ := http.NewRequest(http.MethodPost, g.Admin+"/load", strings.NewReader(g.Config))
 				req.Header.Set("Content-Type", "text/caddyfile")
 				req.Header.Set("Cache-Control", "must-revalidate")
 				res, err := c.Do(req)

@@ -35,6 +35,9 @@ import (
 	"sync/atomic"
 	"syscall"
 	"time"
+
+	"github.com/voipnow-pce/caddy-voipnow-pce/internal/loopback"
+	"github.com/voipnow-pce/caddy-voipnow-pce/internal/procs"
 )
 
 func main() {
@@ -90,8 +93,8 @@ func run(ctx context.Context, args []string) (err error) {
 		return err
 	}
 	defer os.RemoveAll(work)
-	cs := &children{}
-	defer cs.stopAll()
+	cs := &procs.Set{}
+	defer cs.StopAll()
 	if o.out != "" {
 		if err := os.MkdirAll(o.out, 0o755); err != nil {
 			return err
@@ -102,25 +105,25 @@ func run(ctx context.Context, args []string) (err error) {
 	// The Caddy binary.
 	bin := o.caddyBin
 	if bin == "" {
-		root, err := moduleRoot(ctx)
+		root, err := procs.ModuleRoot(ctx)
 		if err != nil {
 			return err
 		}
 		logf("building ./cmd/caddy")
-		if bin, err = buildCaddy(ctx, root, work); err != nil {
+		if bin, err = procs.BuildCaddy(ctx, root, work); err != nil {
 			return err
 		}
 	}
 
 	// Backend stub, introspection endpoint, Redis.
 	var backendHits atomic.Int64 // requests that reached the backend
-	backendAddr, stopBackend, err := serveOn(backendHandler(&backendHits))
+	backendAddr, stopBackend, err := loopback.Serve(backendHandler(&backendHits))
 	if err != nil {
 		return err
 	}
 	defer stopBackend()
 	p := newIDP()
-	idpAddr, stopIDP, err := serveOn(p)
+	idpAddr, stopIDP, err := loopback.Serve(p)
 	if err != nil {
 		return err
 	}
@@ -150,14 +153,17 @@ required_scopes uapi`, idpAddr, gatewayClient, gatewaySecret)
 		{"gateway-memory-noshield", common + noShield + "\ncache memory"},
 		{"gateway-redis", common + noShield + "\ncache redis redis://" + redisAddr + "/0\ncache_size -1"},
 	}
-	targets := map[string]*caddyTarget{}
+	targets := map[string]*procs.Caddy{}
 	for _, c := range configs {
-		t, err := startCaddy(ctx, cs, bin, work, o.out, c.name, backendAddr, c.gateway)
+		t, err := procs.StartCaddy(ctx, cs, bin, work, c.name, backendAddr, c.gateway)
+		if o.out != "" {
+			keepCaddyfile(work, o.out, c.name)
+		}
 		if err != nil {
 			return err
 		}
 		targets[c.name] = t
-		logf("caddy %s on %s", c.name, t.base)
+		logf("caddy %s on %s", c.name, t.Base)
 	}
 
 	rep := &report{Machine: machineInfo(), Options: optionsInfo(o), Started: time.Now().UTC()}
@@ -181,7 +187,7 @@ required_scopes uapi`, idpAddr, gatewayClient, gatewaySecret)
 	hot := scenarios[0].hot
 	warm := min(o.warmup, time.Second) + 100*time.Millisecond
 	for _, name := range []string{"gateway-memory", "gateway-memory-noshield", "gateway-redis"} {
-		runPair(ctx, [2]string{targets["plain"].base, targets[name].base}, 0, o.conns, 0, warm/2, o.slice,
+		runPair(ctx, [2]string{targets["plain"].Base, targets[name].Base}, 0, o.conns, 0, warm/2, o.slice,
 			func(int64) request { return request{token: hot} }, func(request, int) int { return 200 })
 	}
 
@@ -195,7 +201,7 @@ required_scopes uapi`, idpAddr, gatewayClient, gatewaySecret)
 			first := (round + 1) % 2 // plain first in odd rounds, the gateway in even ones
 			next, supply := sc.requests(2*maxRPS*(2*o.duration+o.warmup).Seconds(), o.conns)
 			callsBefore := p.calls.Load()
-			res := runPair(ctx, [2]string{targets[names[0]].base, targets[names[1]].base}, first, o.conns, o.warmup, o.duration, o.slice,
+			res := runPair(ctx, [2]string{targets[names[0]].Base, targets[names[1]].Base}, first, o.conns, o.warmup, o.duration, o.slice,
 				next, func(rq request, target int) int {
 					if rq.bad && target == 1 {
 						return 400
@@ -207,8 +213,8 @@ required_scopes uapi`, idpAddr, gatewayClient, gatewaySecret)
 			}
 			calls := p.calls.Load() - callsBefore
 			for i, name := range names {
-				if t := targets[name]; t.proc.exited() {
-					return fmt.Errorf("%s exited during the run:\n%s", t.name, t.proc.tail())
+				if t := targets[name]; t.Proc.Exited() {
+					return fmt.Errorf("%s exited during the run:\n%s", t.Name, t.Proc.Tail())
 				}
 				r := res[i]
 				rec := record{
@@ -240,7 +246,7 @@ required_scopes uapi`, idpAddr, gatewayClient, gatewaySecret)
 			errc := make(chan error, 1)
 			go func() { errc <- cpuProfile(ctx, gw, 2*o.duration, path) }()
 			next, _ := sc.requests(2*maxRPS*(2*o.duration+o.warmup).Seconds(), o.conns)
-			runPair(ctx, [2]string{targets["plain"].base, gw.base}, 0, o.conns, 0, o.duration, o.slice, next,
+			runPair(ctx, [2]string{targets["plain"].Base, gw.Base}, 0, o.conns, 0, o.duration, o.slice, next,
 				func(rq request, target int) int {
 					if rq.bad && target == 1 {
 						return 400
@@ -260,7 +266,7 @@ required_scopes uapi`, idpAddr, gatewayClient, gatewaySecret)
 	for _, name := range []string{"gateway-memory-noshield", "gateway-redis"} {
 		tokens := p.issue(o.burstTokens, time.Hour)
 		before := p.calls.Load()
-		errs, bad := burst(ctx, targets[name].base, o.conns, tokens)
+		errs, bad := burst(ctx, targets[name].Base, o.conns, tokens)
 		if err := ctx.Err(); err != nil {
 			return err
 		}
@@ -276,9 +282,9 @@ required_scopes uapi`, idpAddr, gatewayClient, gatewaySecret)
 	}
 
 	for _, name := range []string{"plain", "gateway-memory", "gateway-redis"} {
-		rep.RSS = append(rep.RSS, rssInfo{Target: name, KiB: targets[name].proc.rssKiB()})
+		rep.RSS = append(rep.RSS, rssInfo{Target: name, KiB: targets[name].Proc.RSSKiB()})
 	}
-	cs.stopAll()
+	cs.StopAll()
 
 	// The in-process tier with 100,000 tokens.
 	rep.Memory = measureCache(100_000)

@@ -5,7 +5,6 @@ import (
 	"encoding/base64"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"sync"
 	"sync/atomic"
@@ -21,32 +20,6 @@ const (
 	gatewayClient = "gateway"
 	gatewaySecret = "gateway-secret"
 )
-
-// listenLoopback opens a listener on a free loopback port.
-func listenLoopback() (net.Listener, error) {
-	return net.Listen("tcp", "127.0.0.1:0")
-}
-
-// freePort returns a loopback port nobody listens on right now.
-func freePort() (int, error) {
-	l, err := listenLoopback()
-	if err != nil {
-		return 0, err
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port, nil
-}
-
-// serveOn runs h on a fresh loopback port; the returned func stops it.
-func serveOn(h http.Handler) (addr string, stop func(), err error) {
-	l, err := listenLoopback()
-	if err != nil {
-		return "", nil, err
-	}
-	srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: time.Minute}
-	go func() { _ = srv.Serve(l) }()
-	return l.Addr().String(), func() { _ = srv.Close() }, nil
-}
 
 // backendHandler is the legacy backend stub: it drains the body and
 // answers 200 with the page's JSON.

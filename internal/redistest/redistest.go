@@ -9,7 +9,6 @@
 package redistest
 
 import (
-	"bufio"
 	"bytes"
 	"crypto/tls"
 	"fmt"
@@ -19,6 +18,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/voipnow-pce/caddy-voipnow-pce/internal/resp"
 )
 
 // readyTimeout bounds how long Start and Restart wait for the server to
@@ -257,34 +258,7 @@ func (s *Server) start() error {
 func ping(addr string) error { return pingWith(addr, nil) }
 
 // pingWith pings over TLS with cfg, or plain TCP for a nil cfg.
-func pingWith(addr string, cfg *tls.Config) error {
-	d := &net.Dialer{Timeout: 200 * time.Millisecond}
-	var (
-		c   net.Conn
-		err error
-	)
-	if cfg != nil {
-		c, err = (&tls.Dialer{NetDialer: d, Config: cfg}).Dial("tcp", addr)
-	} else {
-		c, err = d.Dial("tcp", addr)
-	}
-	if err != nil {
-		return err
-	}
-	defer c.Close()
-	_ = c.SetDeadline(time.Now().Add(500 * time.Millisecond))
-	if _, err := c.Write([]byte("PING\r\n")); err != nil {
-		return err
-	}
-	line, err := bufio.NewReader(c).ReadString('\n')
-	if err != nil {
-		return err
-	}
-	if line != "+PONG\r\n" {
-		return fmt.Errorf("unexpected answer to PING: %q", line)
-	}
-	return nil
-}
+func pingWith(addr string, cfg *tls.Config) error { return resp.Ping(addr, cfg) }
 
 // freePort asks the kernel for a free loopback port.
 func freePort() (int, error) {

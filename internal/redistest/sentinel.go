@@ -11,6 +11,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/voipnow-pce/caddy-voipnow-pce/internal/resp"
 )
 
 // Sentinel timing. down-after 1 s makes a dead master noticed quickly;
@@ -357,7 +359,7 @@ func (ss *SentinelSet) stable(m *Server) error {
 		if err != nil {
 			return fmt.Errorf("sentinel %s: SENTINEL MASTER: %w", s.Addr(), err)
 		}
-		mm, err := flatMaps([]any{v})
+		mm, err := resp.FlatMaps([]any{v})
 		if err != nil {
 			return err
 		}
@@ -368,7 +370,7 @@ func (ss *SentinelSet) stable(m *Server) error {
 		if err != nil {
 			return fmt.Errorf("sentinel %s: SENTINEL REPLICAS: %w", s.Addr(), err)
 		}
-		reps, err := flatMaps(v)
+		reps, err := resp.FlatMaps(v)
 		if err != nil {
 			return err
 		}
@@ -384,7 +386,7 @@ func (ss *SentinelSet) stable(m *Server) error {
 		if err != nil {
 			return fmt.Errorf("sentinel %s: SENTINEL SENTINELS: %w", s.Addr(), err)
 		}
-		others, err := flatMaps(v)
+		others, err := resp.FlatMaps(v)
 		if err != nil {
 			return err
 		}

@@ -1,9 +1,0 @@
-//go:build !linux
-
-package main
-
-import "syscall"
-
-// sysProcAttr: outside Linux there is no parent-death signal; the harness
-// stops its children on exit and on Ctrl-C.
-func sysProcAttr() *syscall.SysProcAttr { return nil }
