@@ -161,6 +161,7 @@ type Cache struct {
 	heard     atomic.Int64
 	grace     time.Duration
 	heartbeat time.Duration
+	startedAt time.Time     // wall clock: the record is read from here on
 	feedReady chan struct{} // closed when the record is first read
 	// recent are the last entries of the record this instance read or
 	// made, oldest first (see remember).
@@ -255,6 +256,7 @@ func New(cfg Config, upstream introspect.Introspector) (*Cache, error) {
 		waiters:  map[string][]chan struct{}{},
 		poll:     lockPoll,
 
+		startedAt: time.Now(),
 		grace:     cfg.RevocationGrace,
 		heartbeat: cfg.Heartbeat,
 		feedReady: make(chan struct{}),
@@ -597,7 +599,14 @@ func (c *Cache) store(ctx context.Context, hash string, claims *introspect.Claim
 // the background, once the breaker lets a call through. At most one write
 // per entry is in flight; each is bounded by RedisTimeout.
 func (c *Cache) writeBehind(e *entry) {
-	if c.redis == nil || !e.pending.CompareAndSwap(true, false) {
+	if c.redis == nil || !e.pending.Load() {
+		return
+	}
+	// Only once the record has been read through since the answer was
+	// stored: a revocation made meanwhile has then dropped the entry,
+	// which must not be put back into Redis (undoing the revocation's
+	// DEL for every instance).
+	if (c.started.Load() && c.heard.Load() <= e.checked) || !e.pending.CompareAndSwap(true, false) {
 		return
 	}
 	ttl := time.Duration(e.expires - c.now().UnixNano())
@@ -610,7 +619,9 @@ func (c *Cache) writeBehind(e *entry) {
 		return
 	}
 	go func() {
-		if !c.redis.setRaw(context.Background(), e.key, raw, ttl) {
+		// NX: an answer stored there since (a negative one, say) is
+		// newer than ours.
+		if !c.redis.setRawNX(context.Background(), e.key, raw, ttl) {
 			e.pending.Store(true)
 		}
 	}()

@@ -151,6 +151,9 @@ type feedState struct {
 	epoch string    // the record's epoch as last seen
 	heard time.Time // the last successful read
 	down  bool      // reported not heard (log and metrics)
+	// sawRecord: the record existed when last looked at (an entry in it):
+	// finding none afterwards means it was deleted or evicted.
+	sawRecord bool
 }
 
 // remember keeps e among the recent entries: the ones a failover to a
@@ -218,8 +221,9 @@ func (c *Cache) runFeed(ctx context.Context) {
 				}
 				continue
 			}
+			// Heard only once a read has returned, with the rewound
+			// entries applied: until then nothing is trusted anew.
 			attached = true
-			c.markHeard(&st)
 		}
 		entries, err := c.readFeed(ctx, st.pos)
 		if err == nil {
@@ -237,6 +241,9 @@ func (c *Cache) runFeed(ctx context.Context) {
 			continue
 		}
 		backoff = 50 * time.Millisecond
+		if len(entries) > 0 {
+			st.sawRecord = true
+		}
 		for _, e := range entries {
 			st.pos = e.id
 			c.remember(e)
@@ -303,18 +310,31 @@ func (c *Cache) attach(ctx context.Context, st *feedState) error {
 	if err != nil {
 		return err
 	}
-	if lost == "" && last == "0-0" && st.pos != "" && st.pos != "0-0" {
+	if lost == "" && last == "0-0" && st.sawRecord {
 		// Trimming always keeps the newest entry: a record that had
 		// entries and has none was deleted or evicted (an allkeys-*
 		// maxmemory policy), with the epoch spared.
 		lost = "the revocation record is gone (deleted, or evicted by Redis' maxmemory policy)"
 	}
 	reattach := lost == "" && st.pos != ""
-	if lost != "" || st.pos == "" || compareIDs(last, st.pos) < 0 {
-		// First attach, a lost record, or a record behind what we saw (a
-		// failover to a replica that had not got the last entries): go on
-		// from its end.
+	if lost != "" {
+		st.sawRecord = false
+	}
+	st.sawRecord = st.sawRecord || last != "0-0"
+	first := st.pos == ""
+	if lost == "" && first && time.Since(c.startedAt) > recordRetention-time.Minute {
+		lost = "this instance could not read the revocation record for longer than it keeps entries since it started"
+	}
+	if lost != "" || compareIDs(last, st.pos) < 0 {
+		// A lost record, or one behind what we saw (a failover to a
+		// replica that had not got the last entries): go on from its end.
 		st.pos = last
+	}
+	if first && lost == "" {
+		// The cache may have answered (and stored answers) before its
+		// first attach, Redis unreachable at start: read every entry
+		// made since it started, and a margin.
+		st.pos = rewind(strconv.FormatInt(c.startedAt.UnixMilli(), 10)+"-0", reattachRewind)
 	}
 	if reattach {
 		if err := c.repairTail(ctx); err != nil {
@@ -501,7 +521,7 @@ func (c *Cache) checkEpoch(ctx context.Context, st *feedState) error {
 	if get.Val() != st.epoch {
 		return errors.New("the revocation record's epoch changed")
 	}
-	if exists.Val() == 0 && st.pos != "" && st.pos != "0-0" {
+	if exists.Val() == 0 && st.sawRecord {
 		return errors.New("the revocation record is gone")
 	}
 	return nil

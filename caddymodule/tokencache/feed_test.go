@@ -3,6 +3,7 @@ package tokencache
 import (
 	"context"
 	"fmt"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -341,5 +342,42 @@ func TestRecordDeletedIsLost(t *testing.T) {
 	})
 	if inMemory(b, "keep") {
 		t.Fatal("B kept its memory though the record it read from is gone")
+	}
+}
+
+// An instance that could not reach Redis from its start: revocations
+// recorded before its first read are applied when it reads, and the answer
+// it stored meanwhile is not written back into Redis over the
+// revocation. (Found by a probe: both instances then served the revoked
+// token.)
+func TestFirstAttachReadsSinceStart(t *testing.T) {
+	srv, rdb := newRedis(t)
+	proxy := testservers.NewProxy(t, srv.Addr())
+	proxy.Freeze()
+	up := newUpstream()
+	a := newCache(t, Config{Redis: rdb, Heartbeat: 100 * time.Millisecond}, up)
+	b := newCache(t, Config{Redis: clientVia(t, proxy.Addr()), Heartbeat: 100 * time.Millisecond}, up)
+	a.Start(t.Context())
+	waitSubscribed(t, a)
+	b.Start(t.Context())
+	up.set("revoked", active(time.Hour, time.Now()))
+	mustIntrospect(t, b, "revoked") // Redis unreachable: kept in memory, pending
+	mustIntrospect(t, a, "revoked")
+	up.set("revoked", introspect.Claims{Active: false})
+	if res, err := a.Revoke(context.Background(), "revoked", ""); err != nil || !res.Recorded {
+		t.Fatalf("revoke: %+v, %v", res, err)
+	}
+	proxy.Thaw()
+	waitSubscribed(t, b)
+	eventually(t, 5*time.Second, "B to apply the revocation made before its first read", func() bool { return !inMemory(b, "revoked") })
+	// B's hits meanwhile must not have put the old answer back.
+	for range 20 {
+		if mustIntrospect(t, b, "revoked").Active || mustIntrospect(t, a, "revoked").Active {
+			t.Fatal("a revoked token accepted after B's first read")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if raw, _ := rdb.Get(context.Background(), a.redis.key(a.keys.hash("revoked"))).Bytes(); strings.Contains(string(raw), `"active":true`) {
+		t.Fatalf("Redis holds the revoked answer: %s", raw)
 	}
 }

@@ -137,6 +137,14 @@ func (r *redisTier) setRaw(ctx context.Context, hash string, raw []byte, ttl tim
 	return !r.result("set", r.rdb.Set(ctx, r.key(hash), raw, ttl).Err())
 }
 
+// setRawNX stores an encoded entry unless one is there; false only on a
+// Redis error (an entry already there counts as done).
+func (r *redisTier) setRawNX(ctx context.Context, hash string, raw []byte, ttl time.Duration) bool {
+	ctx, cancel := context.WithTimeout(ctx, r.timeout)
+	defer cancel()
+	return !r.result("set", r.rdb.SetArgs(ctx, r.key(hash), raw, redis.SetArgs{Mode: "NX", TTL: ttl}).Err())
+}
+
 // Lock outcomes.
 const (
 	lockError = iota // Redis is unusable: go on without it
