@@ -33,12 +33,57 @@ type sharedCache struct {
 	client *introspect.Client
 	redis  redis.UniversalClient
 	cancel context.CancelFunc
+	scope  string // revocationScope
 }
 
-// Destruct stops the cache's goroutines and closes its connections.
+// scopes are the live caches by revocation scope: the caches whose
+// revocations are the same keys in the same Redis record.
+var (
+	scopesMu sync.Mutex
+	scopes   = map[string]map[*sharedCache]bool{}
+)
+
+func registerScope(s *sharedCache) {
+	if s.scope == "" {
+		return
+	}
+	scopesMu.Lock()
+	defer scopesMu.Unlock()
+	if scopes[s.scope] == nil {
+		scopes[s.scope] = map[*sharedCache]bool{}
+	}
+	scopes[s.scope][s] = true
+}
+
+// unregisterScope removes s and hands its unrecorded revocations to
+// another live cache of its scope; it returns those it could not hand.
+func unregisterScope(s *sharedCache) []string {
+	pending := s.cache.TakeUnrecorded()
+	if s.scope == "" {
+		return pending
+	}
+	scopesMu.Lock()
+	defer scopesMu.Unlock()
+	delete(scopes[s.scope], s)
+	for other := range scopes[s.scope] {
+		other.cache.Requeue(pending)
+		return nil
+	}
+	delete(scopes, s.scope)
+	return pending
+}
+
+// Destruct stops the cache's goroutines and closes its connections. The
+// revocations it could not record yet (answered 503 while Redis was
+// unreachable) go to a live cache of the same revocation scope (the one a
+// reload replaced it with), which records them when it hears Redis.
 func (s *sharedCache) Destruct() error {
 	s.cancel()
 	s.cache.Close()
+	if pending := unregisterScope(s); len(pending) > 0 {
+		s.cache.Logger().Warn("revocations answered 503 and not yet recorded could not be handed to another configuration: retry them",
+			zap.Int("revocations", len(pending)))
+	}
 	s.client.CloseIdleConnections()
 	if s.redis != nil {
 		return s.redis.Close()
@@ -138,6 +183,13 @@ func loadSharedCache(ctx caddy.Context, h *Handler, client *introspect.Client, r
 	}
 	raw, _ := json.Marshal(id)
 	key := string(raw)
+	// Two caches whose revocations are the same record entries: same
+	// Redis, prefix, key secret and namespace (the settings that make the
+	// key of a token).
+	scope := ""
+	if h.Cache.Type == "redis" {
+		scope = hashOf(id.URLsHash, id.MasterName, id.KeyPrefix, id.KeySecret, endpoint, clientID, h.UserClaim)
+	}
 
 	val, _, err := sharedCaches.LoadOrNew(key, func() (caddy.Destructor, error) {
 		var rdb redis.UniversalClient
@@ -179,7 +231,9 @@ func loadSharedCache(ctx caddy.Context, h *Handler, client *introspect.Client, r
 		}
 		runCtx, cancel := context.WithCancel(context.Background())
 		cache.Start(runCtx)
-		return &sharedCache{cache: cache, client: client, redis: rdb, cancel: cancel}, nil
+		sc := &sharedCache{cache: cache, client: client, redis: rdb, cancel: cancel, scope: scope}
+		registerScope(sc)
+		return sc, nil
 	})
 	if err != nil {
 		return nil, "", err

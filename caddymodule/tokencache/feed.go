@@ -458,6 +458,27 @@ func (c *Cache) verifyOwn(ctx context.Context, read []feedEntry) error {
 	return nil
 }
 
+// TakeUnrecorded returns, and forgets, the revocations this cache could
+// not record yet (a cache going away hands them to its successor).
+func (c *Cache) TakeUnrecorded() []string {
+	c.recentMu.Lock()
+	defer c.recentMu.Unlock()
+	q := c.unrecorded
+	c.unrecorded = nil
+	return q
+}
+
+// Requeue adds revocations another cache of the same keys and Redis could
+// not record: this one records them when it hears Redis.
+func (c *Cache) Requeue(targets []string) {
+	for _, t := range targets {
+		c.queueUnrecorded(t)
+	}
+}
+
+// Logger is the cache's logger.
+func (c *Cache) Logger() *zap.Logger { return c.log }
+
 // queueUnrecorded keeps a revocation Revoke could not record.
 func (c *Cache) queueUnrecorded(target string) {
 	c.recentMu.Lock()

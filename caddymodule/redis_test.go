@@ -4,11 +4,13 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
+	"net/http"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/caddyserver/caddy/v2/caddytest"
+	"github.com/redis/go-redis/v9"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zaptest/observer"
 
@@ -120,4 +122,40 @@ func TestRedisDialerLogsCertificateError(t *testing.T) {
 		t.Fatal(err)
 	}
 	c.Close()
+}
+
+// A revocation answered 503 while Redis is unreachable is recorded once
+// Redis answers, also when a config reload replaced the cache meanwhile
+// (found by a probe: the reload dropped it, and the token stayed accepted
+// everywhere).
+func TestUnrecordedRevocationSurvivesReload(t *testing.T) {
+	rs := redistest.Start(t)
+	port := freePort(t)
+	s := newStack(t, "") // its identity provider and backend
+	load := func(grace string) {
+		s.tester = newTesterFor(t, gatewayConfig(port, s.idp.URL(), s.backend.Addr,
+			"cache redis "+rs.URL()+"\n\t\trevocation_grace "+grace))
+		s.base = "http://127.0.0.1:" + itoa(port)
+	}
+	load("3s")
+	grantAll(s)
+	s.expectForwarded(s.put(pagePath, goodToken, `{}`))
+
+	rs.Stop() // not a frozen connection: bytes sent meanwhile are lost
+	s.idp.Set(goodToken, map[string]any{"active": false})
+	if res, body := adminPost(t, "/voipnow_pce/revoke", `{"token":"`+goodToken+`"}`); res.StatusCode != http.StatusServiceUnavailable {
+		t.Fatalf("revoke with Redis unreachable: %d %s", res.StatusCode, body)
+	}
+	load("4s") // another cache: revocation_grace is part of its identity
+	rs.Restart()
+
+	rdb := redis.NewClient(&redis.Options{Addr: rs.Addr()})
+	defer rdb.Close()
+	deadline := time.Now().Add(10 * time.Second)
+	for rdb.XLen(context.Background(), "voipnow_pce:{revocations}").Val() == 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("the revocation answered 503 before the reload was never recorded")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
 }
