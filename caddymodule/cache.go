@@ -33,7 +33,8 @@ type sharedCache struct {
 	client *introspect.Client
 	redis  redis.UniversalClient
 	cancel context.CancelFunc
-	scope  string // revocationScope
+	scope  string // the revocation scope (see scopes); "" without Redis
+	log    *zap.Logger
 }
 
 // scopes are the live caches by revocation scope: the caches whose
@@ -81,7 +82,7 @@ func (s *sharedCache) Destruct() error {
 	s.cancel()
 	s.cache.Close()
 	if pending := unregisterScope(s); len(pending) > 0 {
-		s.cache.Logger().Warn("revocations answered 503 and not yet recorded could not be handed to another configuration: retry them",
+		s.log.Warn("revocations answered 503 and not yet recorded could not be handed to another configuration: retry them",
 			zap.Int("revocations", len(pending)))
 	}
 	s.client.CloseIdleConnections()
@@ -231,7 +232,7 @@ func loadSharedCache(ctx caddy.Context, h *Handler, client *introspect.Client, r
 		}
 		runCtx, cancel := context.WithCancel(context.Background())
 		cache.Start(runCtx)
-		sc := &sharedCache{cache: cache, client: client, redis: rdb, cancel: cancel, scope: scope}
+		sc := &sharedCache{cache: cache, client: client, redis: rdb, cancel: cancel, scope: scope, log: logger}
 		registerScope(sc)
 		return sc, nil
 	})

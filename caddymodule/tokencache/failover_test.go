@@ -21,9 +21,9 @@ func sentinelClient(t testing.TB, ss *redistest.SentinelSet) *redis.Client {
 		MasterName:            ss.MasterName(),
 		SentinelAddrs:         ss.SentinelAddrs(),
 		MaxRetries:            -1,
-		DialTimeout:           250 * time.Millisecond,
-		ReadTimeout:           200 * time.Millisecond,
-		WriteTimeout:          200 * time.Millisecond,
+		DialTimeout:           testDialTimeout,
+		ReadTimeout:           testIOTimeout,
+		WriteTimeout:          testIOTimeout,
 		ContextTimeoutEnabled: true,
 	})
 	t.Cleanup(func() { _ = rdb.Close() })

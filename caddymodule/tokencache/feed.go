@@ -476,9 +476,6 @@ func (c *Cache) Requeue(targets []string) {
 	}
 }
 
-// Logger is the cache's logger.
-func (c *Cache) Logger() *zap.Logger { return c.log }
-
 // queueUnrecorded keeps a revocation Revoke could not record.
 func (c *Cache) queueUnrecorded(target string) {
 	c.recentMu.Lock()

@@ -8,7 +8,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/redis/go-redis/v9"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zaptest/observer"
 
@@ -16,21 +15,6 @@ import (
 	"github.com/voipnow-pce/caddy-voipnow-pce/internal/redistest"
 	"github.com/voipnow-pce/caddy-voipnow-pce/internal/testservers"
 )
-
-// clientVia is a Redis client like newRedis's, to addr (a proxy).
-func clientVia(t testing.TB, addr string) *redis.Client {
-	t.Helper()
-	rdb := redis.NewClient(&redis.Options{
-		Addr:                  addr,
-		MaxRetries:            -1,
-		DialTimeout:           250 * time.Millisecond,
-		ReadTimeout:           200 * time.Millisecond,
-		WriteTimeout:          200 * time.Millisecond,
-		ContextTimeoutEnabled: true,
-	})
-	t.Cleanup(func() { _ = rdb.Close() })
-	return rdb
-}
 
 func inMemory(c *Cache, tok string) bool {
 	e, fresh := c.mem.get(c.keys.hash(tok), time.Now().UnixNano())

@@ -155,18 +155,30 @@ func (c *fakeClock) Advance(d time.Duration) {
 func newRedis(t testing.TB) (*redistest.Server, *redis.Client) {
 	t.Helper()
 	srv := redistest.Start(t)
-	opts, err := redis.ParseURL(srv.URL())
-	if err != nil {
-		t.Fatal(err)
-	}
-	opts.MaxRetries = -1
-	opts.DialTimeout = 250 * time.Millisecond
-	opts.ReadTimeout = 200 * time.Millisecond
-	opts.WriteTimeout = 200 * time.Millisecond
-	opts.ContextTimeoutEnabled = true
-	rdb := redis.NewClient(opts)
+	return srv, clientVia(t, srv.Addr())
+}
+
+// The tests' client settings: no retries (the breaker handles failures)
+// and short timeouts, as the gateway's client has.
+const (
+	testDialTimeout = 250 * time.Millisecond
+	testIOTimeout   = 200 * time.Millisecond
+)
+
+// clientVia is a client to addr (a private server, or a proxy in front of
+// one), closed at the end.
+func clientVia(t testing.TB, addr string) *redis.Client {
+	t.Helper()
+	rdb := redis.NewClient(&redis.Options{
+		Addr:                  addr,
+		MaxRetries:            -1,
+		DialTimeout:           testDialTimeout,
+		ReadTimeout:           testIOTimeout,
+		WriteTimeout:          testIOTimeout,
+		ContextTimeoutEnabled: true,
+	})
 	t.Cleanup(func() { _ = rdb.Close() })
-	return srv, rdb
+	return rdb
 }
 
 // newCache makes a Cache closed at the end of the test.
